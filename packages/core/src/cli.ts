@@ -1,0 +1,89 @@
+import yargs, { type Argv } from 'yargs'
+import { BlockpipeError, UsageError } from './errors.js'
+import { VERSION } from './version.js'
+
+// What every binary shares: option parsing that fails with exit 2, messages
+// prefixed with the program name, and exit statuses that mean something.
+
+export function commandLine(program: string, argv: string[], usage: string): Argv {
+  return yargs(argv)
+    .scriptName(program)
+    .usage(usage)
+    .strictOptions()
+    .version(VERSION)
+    .alias('V', 'version')
+    .help()
+    .alias('h', 'help')
+    .wrap(Math.min(100, process.stdout.columns ?? 100))
+    .parserConfiguration({ 'duplicate-arguments-array': false })
+    .fail((message: string | undefined, err: Error | undefined) => {
+      throw new UsageError(message ?? (err as Error).message)
+    })
+}
+
+export interface Io {
+  stdin: NodeJS.ReadStream
+  stdout: NodeJS.WriteStream
+  stderr: NodeJS.WriteStream
+}
+
+/**
+ * Runs a command's main function and turns what it throws into a message and
+ * an exit status: 2 usage, 1 failure, 3 conflict.
+ */
+export async function runMain(program: string, main: () => Promise<void>, io: Io = process): Promise<number> {
+  let status = 0
+  try {
+    await main()
+  } catch (err) {
+    status = report(program, err, io.stderr)
+  }
+  process.exitCode = status
+  return status
+}
+
+function report(program: string, err: unknown, stderr: NodeJS.WritableStream): number {
+  if (err instanceof BlockpipeError) {
+    const hint = err.code === 'EUSAGE' ? `\nTry '${program} --help' for more information.` : ''
+    stderr.write(`${program}: ${err.message}${hint}\n`)
+    return err.exitCode
+  }
+  const e = err as NodeJS.ErrnoException
+  if (e.code === 'EPIPE') {
+    stderr.write(`${program}: the reading end of the output went away (broken pipe)\n`)
+    return 1
+  }
+  stderr.write(`${program}: internal error: ${e.stack ?? String(err)}\n`)
+  return 1
+}
+
+/** Binary streams go to pipes and files, never to a terminal. */
+export function refuseTerminalOutput(stdout: { isTTY?: boolean }): void {
+  if (stdout.isTTY === true) {
+    throw new UsageError('refusing to write a binary stream to a terminal: redirect the output to a file or a pipe')
+  }
+}
+
+export function refuseTerminalInput(stdin: { isTTY?: boolean }, what: string): void {
+  if (stdin.isTTY === true) {
+    throw new UsageError(`expected ${what} on standard input, not a terminal: redirect a file or a pipe into it`)
+  }
+}
+
+/** The one positional argument a command takes, named `name` in messages. */
+export function onePositional(args: { _: (string | number)[] }, name: string): string {
+  const positional = args._.map(String)
+  if (positional.length !== 1) {
+    throw new UsageError(positional.length === 0 ? `missing ${name}` : `one ${name} only, got ${positional.join(' ')}`)
+  }
+  return positional[0] as string
+}
+
+/** The options era-apply and bpatch share: they drive the same apply engine. */
+export function withApplyOptions<T>(y: Argv<T>, what: { spool: string; undo: string; force: string }) {
+  return y
+    .option('spool', { type: 'string', describe: what.spool })
+    .option('undo', { type: 'string', describe: what.undo })
+    .option('force', { type: 'boolean', default: false, describe: what.force })
+    .option('progress', { type: 'boolean', default: false, describe: 'show progress on stderr' })
+}

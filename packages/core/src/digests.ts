@@ -1,0 +1,112 @@
+import { randomBytes } from 'node:crypto'
+import { BlockpipeError, UsageError } from './errors.js'
+import { DIGEST_SIZE, KIND_NAMES, StreamKind, type StreamHeader } from './format.js'
+import type { Hash64, IncrementalHash } from './hash.js'
+import type { StreamRecord } from './parse.js'
+import type { StreamReader } from './read.js'
+import type { StreamWriter } from './write.js'
+
+// Digest streams: one xxh64 per chunk of an image, in SUMS records of up to
+// DIGESTS_PER_RECORD digests, and the digest of all those digests in the end
+// record (the image digest).
+
+export const DIGESTS_PER_RECORD = 512
+export const DEFAULT_CHUNK_SIZE = 64 * 1024
+
+export function parseSeed(text: string): bigint {
+  if (!/^(\d+|0x[0-9a-fA-F]+)$/.test(text) || BigInt(text) >= 1n << 64n) {
+    throw new UsageError(`--seed ${JSON.stringify(text)} is not a 64-bit unsigned number`)
+  }
+  return BigInt(text)
+}
+
+/** A seed nobody can guess, so that nobody can craft a chunk to collide with another. */
+export function randomSeed(): bigint {
+  return randomBytes(8).readBigUInt64LE(0)
+}
+
+/** Collects chunk digests into SUMS records. */
+export class DigestWriter {
+  readonly #writer: StreamWriter
+  readonly #blockSize: number
+  readonly #image: IncrementalHash
+  #digests = Buffer.alloc(DIGESTS_PER_RECORD * DIGEST_SIZE)
+  #count = 0
+  #offset = 0
+  #length = 0
+
+  constructor(hash: Hash64, writer: StreamWriter, blockSize: number, seed: bigint) {
+    this.#writer = writer
+    this.#blockSize = blockSize
+    this.#image = hash.create(seed)
+  }
+
+  /** The digest of the next chunk, `length` bytes long (short only for the last). */
+  async add(digest: bigint, length: number): Promise<void> {
+    this.#digests.writeBigUInt64LE(digest, this.#count * DIGEST_SIZE)
+    this.#count++
+    this.#length += length
+    if (this.#count === DIGESTS_PER_RECORD || length < this.#blockSize) await this.#flush()
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#count === 0) return
+    const payload = this.#digests.subarray(0, this.#count * DIGEST_SIZE)
+    this.#image.update(payload)
+    const offset = this.#offset
+    const length = this.#length
+    this.#offset += this.#length
+    this.#digests = Buffer.alloc(DIGESTS_PER_RECORD * DIGEST_SIZE)
+    this.#count = 0
+    this.#length = 0
+    await this.#writer.sums(offset, length, payload)
+  }
+
+  async end(): Promise<void> {
+    await this.#flush()
+    await this.#writer.end(this.#image.digest())
+  }
+}
+
+/** Hands out the digests of a digest stream one chunk at a time, reading records as needed. */
+export class DigestReader {
+  readonly header: StreamHeader
+  readonly #records: AsyncGenerator<StreamRecord>
+  #current: StreamRecord | undefined
+  #index = 0
+  #offset = 0
+
+  constructor(reader: StreamReader) {
+    if (reader.header.kind !== StreamKind.DIGEST) {
+      throw new BlockpipeError(
+        'EINPUT',
+        `expected a digest stream (from bsum) on standard input, got a ${KIND_NAMES[reader.header.kind]} stream`,
+      )
+    }
+    this.header = reader.header
+    this.#records = reader.records()
+  }
+
+  /** The digest and length of the next chunk; call it only for chunks before the header's size. */
+  async next(): Promise<{ digest: bigint; length: number }> {
+    while (this.#current === undefined || this.#index * DIGEST_SIZE >= this.#current.payload.length) {
+      // The parser ends a digest stream only once it has covered the header's
+      // size, so a record is always there for a chunk before that size.
+      this.#current = (await this.#records.next()).value as StreamRecord
+      this.#index = 0
+    }
+    const B = this.header.blockSize
+    const digest = this.#current.payload.readBigUInt64LE(this.#index * DIGEST_SIZE)
+    this.#index++
+    const length = Math.min(B, this.header.size - this.#offset)
+    this.#offset += length
+    return { digest, length }
+  }
+
+  /** Reads the rest of the stream: its end record must be there and right. */
+  async finish(): Promise<void> {
+    for (let r = await this.#records.next(); r.done !== true; r = await this.#records.next()) {
+      // Digests of chunks past the end of the new image: a shrink.
+    }
+  }
+}

@@ -1,0 +1,192 @@
+import { writeSync } from 'node:fs'
+import type { Writable } from 'node:stream'
+import {
+  DIGEST_SIZE,
+  MAX_RECORD_LENGTH,
+  StreamKind,
+  encodeEnd,
+  encodeHeader,
+  encodeRecordHeader,
+  sealRecord,
+  type HeaderInit,
+  type RecordType,
+} from './format.js'
+import type { Hash64 } from './hash.js'
+
+/** Where a stream goes. A write may keep the buffer: never reuse it. */
+export interface ByteSink {
+  write(chunk: Buffer): Promise<void> | void
+}
+
+/** A Node writable (stdout, a socket) with back-pressure and its errors surfaced. */
+export class WritableSink implements ByteSink {
+  readonly #out: Writable
+  #error: Error | undefined
+  #waiting: { resolve: () => void; reject: (e: Error) => void } | undefined
+
+  constructor(out: Writable) {
+    this.#out = out
+    out.on('error', (err: Error) => {
+      this.#error = err
+      this.#waiting?.reject(err)
+    })
+  }
+
+  write(chunk: Buffer): Promise<void> | void {
+    if (this.#error) throw this.#error
+    if (this.#out.write(chunk)) return
+    return new Promise((resolve, reject) => {
+      this.#waiting = { resolve, reject }
+      this.#out.once('drain', () => {
+        this.#waiting = undefined
+        resolve()
+      })
+    })
+  }
+
+  /** Resolves once everything written has been handed to the system. */
+  async close(): Promise<void> {
+    if (this.#error) throw this.#error
+    await new Promise<void>((resolve, reject) => {
+      this.#waiting = { resolve, reject }
+      this.#out.write('', () => resolve())
+    })
+  }
+}
+
+/** A file descriptor written synchronously, in order: the undo journal and spool files. */
+export class FdSink implements ByteSink {
+  readonly fd: number
+  position: number
+
+  constructor(fd: number, position = 0) {
+    this.fd = fd
+    this.position = position
+  }
+
+  write(chunk: Buffer): void {
+    let done = 0
+    while (done < chunk.length) {
+      done += writeSync(this.fd, chunk, done, chunk.length - done, this.position + done)
+    }
+    this.position += chunk.length
+  }
+}
+
+export interface WriterState {
+  /** Checksum of the last item written: the seed of the next record's. */
+  chain: bigint
+  records: number
+  covered: number
+  payloadBytes: number
+  dataBytes: number
+  zeroBytes: number
+}
+
+/**
+ * Writes one stream: the header, records in order, the end record. Checks
+ * what it is asked to write against the rules the reader will enforce, so a
+ * bug here fails at the source rather than on the receiving side.
+ */
+export class StreamWriter {
+  readonly #hash: Hash64
+  readonly #sink: ByteSink
+  readonly #init: HeaderInit
+  readonly #state: WriterState
+  #bytes = 0
+  #ended = false
+
+  /**
+   * `resume` continues a stream whose header and first records are already
+   * in the sink (an undo journal being continued); the header is not written.
+   */
+  constructor(hash: Hash64, sink: ByteSink, init: HeaderInit, resume?: WriterState) {
+    if (init.blockSize <= 0 || init.size < 0) throw new RangeError('bad stream header')
+    this.#hash = hash
+    this.#sink = sink
+    this.#init = init
+    this.#state = resume ?? { chain: 0n, records: 0, covered: 0, payloadBytes: 0, dataBytes: 0, zeroBytes: 0 }
+  }
+
+  get state(): Readonly<WriterState> {
+    return this.#state
+  }
+
+  /** Bytes written by this writer. */
+  get bytes(): number {
+    return this.#bytes
+  }
+
+  async start(): Promise<void> {
+    const header = encodeHeader(this.#hash, this.#init)
+    this.#state.chain = header.readBigUInt64LE(48)
+    await this.#put(header)
+  }
+
+  async data(offset: number, payload: Buffer, base?: { length: number; digest: bigint }): Promise<void> {
+    await this.#record('DATA', offset, payload.length, payload, base)
+  }
+
+  async zero(offset: number, length: number, base?: { length: number; digest: bigint }): Promise<void> {
+    await this.#record('ZERO', offset, length, EMPTY, base)
+  }
+
+  /** Digests of consecutive chunks starting at `offset`, covering `length` bytes. */
+  async sums(offset: number, length: number, digests: Buffer): Promise<void> {
+    if (digests.length !== Math.ceil(length / this.#init.blockSize) * DIGEST_SIZE) {
+      throw new RangeError(`${digests.length} bytes of digests for ${length} bytes`)
+    }
+    await this.#record('SUMS', offset, length, digests, undefined)
+  }
+
+  async end(imageDigest = 0n): Promise<void> {
+    const s = this.#state
+    const payload = encodeEnd({
+      records: s.records,
+      payloadBytes: s.payloadBytes,
+      dataBytes: s.dataBytes,
+      zeroBytes: s.zeroBytes,
+      size: this.#init.size,
+      imageDigest,
+    })
+    const header = encodeRecordHeader('END.', 0, 0, payload.length, undefined)
+    s.chain = sealRecord(this.#hash, header, payload, s.chain)
+    this.#ended = true
+    await this.#put(header)
+    await this.#put(payload)
+  }
+
+  async #record(
+    type: RecordType,
+    offset: number,
+    length: number,
+    payload: Buffer,
+    base: { length: number; digest: bigint } | undefined,
+  ): Promise<void> {
+    const s = this.#state
+    if (this.#ended) throw new Error('record written after the end record')
+    if (length <= 0 || (type !== 'SUMS' && length > MAX_RECORD_LENGTH)) {
+      throw new RangeError(`record length ${length} out of range`)
+    }
+    if (offset < s.covered || offset + length > this.#init.size) {
+      throw new RangeError(`record ${offset}+${length} out of order or beyond ${this.#init.size}`)
+    }
+    if (base !== undefined && this.#init.kind !== StreamKind.DELTA) throw new TypeError('base digest outside a delta')
+    const header = encodeRecordHeader(type, offset, length, payload.length, base)
+    s.chain = sealRecord(this.#hash, header, payload, s.chain)
+    s.records++
+    s.covered = offset + length
+    s.payloadBytes += payload.length
+    if (type === 'DATA') s.dataBytes += length
+    else if (type === 'ZERO') s.zeroBytes += length
+    await this.#put(header)
+    if (payload.length > 0) await this.#put(payload)
+  }
+
+  async #put(buf: Buffer): Promise<void> {
+    this.#bytes += buf.length
+    await this.#sink.write(buf)
+  }
+}
+
+const EMPTY = Buffer.alloc(0)
