@@ -1,0 +1,142 @@
+#!/usr/bin/env node
+import { fsyncSync, openSync, renameSync, unlinkSync, closeSync, constants } from 'node:fs'
+import {
+  BlockpipeError,
+  DEFAULT_CHUNK_SIZE,
+  DigestReader,
+  DigestWriter,
+  FdSink,
+  MAX_CHUNK_SIZE,
+  Progress,
+  StreamKind,
+  StreamReader,
+  StreamWriter,
+  UsageError,
+  VERSION,
+  WritableSink,
+  close,
+  commandLine,
+  onePositional,
+  formatBytes,
+  loadHash,
+  openSource,
+  parseBlockSize,
+  parseSeed,
+  randomSeed,
+  refuseTerminalInput,
+  refuseTerminalOutput,
+  runMain,
+  type Device,
+  type Hash64,
+} from '@blockpipe/core'
+import { diff, localBase, streamBase, type BaseDigests } from './diff.js'
+
+const PROGRAM = 'bdiff'
+
+async function main(argv: string[]): Promise<void> {
+  const args = commandLine(
+    PROGRAM,
+    argv,
+    `Usage: $0 [--digests-out FILE] SOURCE < digests > delta
+       $0 --base OLD NEW > delta
+
+Compares SOURCE chunk by chunk with the digests of an older image (a digest
+stream from bsum on standard input) and writes a delta stream of the chunks
+that differ, for bpatch.`,
+  )
+    .option('base', { type: 'string', describe: 'digest this local old image instead of reading digests' })
+    .option('digests-out', {
+      type: 'string',
+      describe: "also write SOURCE's digest stream to FILE, to feed the next run instead of a new bsum",
+    })
+    .option('block-size', { alias: 'b', type: 'string', describe: 'with --base: chunk size (default 64K)' })
+    .option('seed', { type: 'string', describe: 'with --base: digest seed (default: random)' })
+    .option('progress', { type: 'boolean', default: false, describe: 'show progress on stderr' })
+    .example('ssh backup bsum /srv/vm.img | $0 /dev/vg/vm-snap | ssh backup bpatch /srv/vm.img', '')
+    .example('$0 --digests-out today.sum /dev/vg/snap < yesterday.sum | ssh backup bpatch /srv/vm.img', '')
+    .parseSync()
+
+  if (args.base === undefined && (args['block-size'] !== undefined || args.seed !== undefined)) {
+    throw new UsageError('--block-size and --seed go with --base; otherwise they come from the digest stream')
+  }
+  const blockSize = args['block-size'] === undefined ? DEFAULT_CHUNK_SIZE : parseBlockSize(args['block-size'])
+  if (blockSize > MAX_CHUNK_SIZE) throw new UsageError(`--block-size at most ${MAX_CHUNK_SIZE / 1024 / 1024}M`)
+  const seed = args.seed === undefined ? randomSeed() : parseSeed(args.seed)
+  refuseTerminalOutput(process.stdout)
+  const hash = await loadHash()
+  const source = openSource(onePositional(args, 'SOURCE'))
+  let old: Device | undefined
+  try {
+    let base: BaseDigests
+    if (args.base !== undefined) {
+      old = openSource(args.base)
+      base = localBase(hash, old, blockSize, seed)
+    } else {
+      refuseTerminalInput(process.stdin, 'a digest stream from bsum')
+      base = streamBase(new DigestReader(await StreamReader.open(process.stdin, hash)))
+    }
+    await run(hash, source, base, args['digests-out'], args.progress)
+  } finally {
+    close(source)
+    if (old !== undefined) close(old)
+  }
+}
+
+async function run(hash: Hash64, source: Device, base: BaseDigests, digestsOut: string | undefined, progress: boolean) {
+  const out = new WritableSink(process.stdout)
+  const writer = new StreamWriter(hash, out, {
+    kind: StreamKind.DELTA,
+    size: source.size,
+    baseSize: base.size,
+    blockSize: base.blockSize,
+    seed: base.seed,
+    metadata: { producer: `${PROGRAM} ${VERSION}`, source: source.path },
+  })
+  const sums = digestsOut === undefined ? undefined : await openDigestsOut(hash, digestsOut, source, base)
+  try {
+    await writer.start()
+    const meter = progress ? new Progress(PROGRAM, source.size) : undefined
+    const result = await diff(hash, source, base, writer, sums?.writer, meter)
+    await out.close()
+    sums?.commit()
+    meter?.finish(source.size, `${result.changed} of ${result.chunks} chunks differ, ${formatBytes(writer.bytes)} sent`)
+  } finally {
+    sums?.abandon()
+  }
+}
+
+/** The digest file is written under a temporary name and renamed once whole. */
+async function openDigestsOut(hash: Hash64, path: string, source: Device, base: BaseDigests) {
+  const tmp = `${path}.tmp-${process.pid}`
+  let fd: number
+  try {
+    fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600)
+  } catch (err) {
+    throw new BlockpipeError('EDEVICE', `--digests-out: cannot create ${tmp}: ${(err as Error).message}`)
+  }
+  const stream = new StreamWriter(hash, new FdSink(fd), {
+    kind: StreamKind.DIGEST,
+    size: source.size,
+    blockSize: base.blockSize,
+    seed: base.seed,
+    metadata: { producer: `${PROGRAM} ${VERSION}`, source: source.path },
+  })
+  await stream.start()
+  let open = true
+  return {
+    writer: new DigestWriter(hash, stream, base.blockSize, base.seed),
+    commit() {
+      fsyncSync(fd)
+      closeSync(fd)
+      open = false
+      renameSync(tmp, path)
+    },
+    abandon() {
+      if (!open) return
+      closeSync(fd)
+      unlinkSync(tmp)
+    },
+  }
+}
+
+await runMain(PROGRAM, () => main(process.argv.slice(2)))

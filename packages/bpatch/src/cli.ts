@@ -1,0 +1,39 @@
+#!/usr/bin/env node
+import {
+  applyStream,
+  commandLine,
+  onePositional,
+  refuseTerminalInput,
+  runMain,
+  withApplyOptions,
+} from '@blockpipe/core'
+
+const PROGRAM = 'bpatch'
+
+async function main(argv: string[]): Promise<void> {
+  const args = withApplyOptions(
+    commandLine(
+      PROGRAM,
+      argv,
+      `Usage: $0 [--spool DIR] [--undo FILE] [--force] TARGET < delta
+
+Applies a delta stream from bdiff to TARGET. Before a chunk is overwritten
+its current contents are checked: already the new data, it is skipped; the
+data the delta was made against, it is written; anything else is a conflict
+(exit 3). Also applies era-copy block streams and undo journals.`,
+    ),
+    {
+      spool: 'store and verify the whole delta (and every chunk of the target) before writing anything',
+      undo: 'write the old contents of every overwritten chunk to this new file',
+      force: 'write regardless of what the target holds',
+    },
+  )
+    .example('ssh backup bsum /srv/vm.img | bdiff /dev/vg/vm-snap | ssh backup $0 /srv/vm.img', '')
+    .parseSync()
+
+  const target = onePositional(args, 'TARGET')
+  refuseTerminalInput(process.stdin, 'a delta stream from bdiff')
+  await applyStream(process.stdin, { ...args, program: PROGRAM, target, stderr: process.stderr })
+}
+
+await runMain(PROGRAM, () => main(process.argv.slice(2)))
