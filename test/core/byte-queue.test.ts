@@ -21,7 +21,8 @@ void t.test('whole fields from pieces of any size', (t) => {
 
 void t.test('a field in one piece is not copied', (t) => {
   const q = new ByteQueue()
-  const piece = Buffer.from('hello world')
+  // Not from Buffer's shared pool, where a copy could land in the same ArrayBuffer.
+  const piece = Buffer.alloc(11, 'hello world')
   q.push(piece)
   const out = q.shift(5)
   t.equal(out.buffer, piece.buffer)
@@ -38,5 +39,29 @@ void t.test('many tiny pieces stay linear', (t) => {
   for (let i = 0; i < 3000; i++) q.push(Buffer.from([1]))
   for (let i = 0; i < 3000; i++) q.shift(1)
   t.equal(q.length, 0)
+  t.end()
+})
+
+void t.test('an empty queue hands out empty fields', (t) => {
+  const q = new ByteQueue()
+  t.equal(q.peek(4).length, 0)
+  t.equal(q.shift(0).length, 0)
+  q.push(Buffer.from('ab'))
+  t.equal(q.shift(0).length, 0)
+  t.equal(q.shift(2).toString(), 'ab')
+  t.equal(q.shift(0).length, 0)
+  t.equal(q.length, 0)
+  t.end()
+})
+
+void t.test('a field that ends its piece is not copied either', (t) => {
+  const q = new ByteQueue()
+  const piece = Buffer.alloc(3, 'abc')
+  q.push(piece)
+  q.push(Buffer.from('def'))
+  const out = q.shift(3)
+  t.equal(out.buffer, piece.buffer)
+  t.equal(out.toString(), 'abc')
+  t.equal(q.shift(3).toString(), 'def')
   t.end()
 })

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url'
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 
-export type Program = 'era-copy' | 'era-apply' | 'bsum' | 'bdiff' | 'bpatch'
+export type Program = 'era-copy' | 'era-apply' | 'bsum' | 'bdiff' | 'bpatch' | 'bpdump'
 
 export function binPath(program: string): string {
   return join(ROOT, 'packages', program, 'dist', 'cli.js')
@@ -67,7 +67,7 @@ export function sh(script: string, options: RunOptions = {}): Promise<RunResult>
   })
 }
 
-export const PROGRAMS: Program[] = ['era-copy', 'era-apply', 'bsum', 'bdiff', 'bpatch']
+export const PROGRAMS: Program[] = ['era-copy', 'era-apply', 'bsum', 'bdiff', 'bpatch', 'bpdump']
 
 let bins: string | undefined
 

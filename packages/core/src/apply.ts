@@ -1,5 +1,18 @@
-import { statSync, unlinkSync } from 'node:fs'
-import { close, openSource, openTarget, readAt, resize, sync, writeAt, type Device, type Target } from './device.js'
+import { rmSync, statSync } from 'node:fs'
+import {
+  close,
+  describeOpenError,
+  openSource,
+  openTarget,
+  readAt,
+  resize,
+  sync,
+  writeAt,
+  type Device,
+  type Target,
+} from './device.js'
+import { applyEraRange } from './erarange-apply.js'
+import { sniffEraRange } from './erarange.js'
 import { BlockpipeError, ConflictError, CorruptStreamError, TruncatedStreamError, UsageError } from './errors.js'
 import { KIND_NAMES, RECORD_FLAG_BASE, StreamKind, isFull, type EndInfo, type StreamHeader } from './format.js'
 import { loadHash, type Hash64 } from './hash.js'
@@ -8,13 +21,24 @@ import { Progress } from './progress.js'
 import { StreamReader, type ByteSource } from './read.js'
 import { formatBytes } from './size.js'
 import { createSpool, fileChunks, tee } from './spool.js'
-import { UndoJournal } from './undo.js'
+import { UndoJournal, syncDirectory } from './undo.js'
 import { isZero, zeros } from './zero.js'
 
 // The apply engine behind era-apply and bpatch. Records are checked as they
 // arrive (the reader verifies checksums and order), delta records are checked
 // against the target (base digest), old contents go to the undo journal
 // before the target is written, and the target is synced before success.
+//
+// What is guaranteed:
+// - Nothing is written before the stream header has been read and the target
+//   has passed every check that can be made from it (preflight); the target
+//   is not even resized before the first record is written.
+// - --spool: the whole stream is stored and verified (every checksum, the end
+//   record, and for a delta every base digest against the target, read only)
+//   before the target is opened to write. A stream that is not whole leaves
+//   the target as it was, a target that did not exist is not created.
+// - --undo: before any byte of the target changes (resize included), the old
+//   contents of that byte are in the journal and the journal is synced.
 
 export interface ApplyOptions {
   program: 'era-apply' | 'bpatch'
@@ -32,7 +56,7 @@ export interface ApplyOptions {
 
 export interface ApplyResult {
   header: StreamHeader
-  /** The end record; undefined when an unfinished undo journal was rolled back. */
+  /** The end record; undefined when an unfinished undo journal was rolled back, or for an ERARANGE stream. */
   end: EndInfo | undefined
   records: number
   /** Bytes written to the target. */
@@ -44,15 +68,20 @@ export interface ApplyResult {
 
 /** Batches of target writes wait for their old contents to reach the journal. */
 const UNDO_BATCH_BYTES = 32 * 1024 * 1024
-const UNDO_BATCH_RECORDS = 1024
+// Tests set a small batch to put many journal syncs into a small stream.
+const UNDO_BATCH_RECORDS = Number(process.env.BLOCKPIPE_UNDO_BATCH_RECORDS) || 1024
 const ZERO_PIECE = 1024 * 1024
 
 export async function applyStream(input: ByteSource, options: ApplyOptions): Promise<ApplyResult> {
   const hash = await loadHash()
+  // The original era_copy's stream has no header: its first 8 bytes tell it.
+  const sniffed = await sniffEraRange(input)
+  if (sniffed.legacy) return applyEraRange(hash, sniffed.source, options)
+  input = sniffed.source
   if (options.spool === undefined) return applyFrom(hash, input, options, false)
   const spool = createSpool(options.spool, options.program)
   try {
-    await verifySpooled(hash, tee(input, spool.sink), options)
+    await verifySpooled(hash, tee(input, spool.sink, spool.path), options)
     return await applyFrom(hash, fileChunks(spool.fd, spool.sink.position), options, true)
   } finally {
     spool.close()
@@ -72,16 +101,21 @@ function targetState(path: string): TargetState {
     st = statSync(path)
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { exists: false, size: 0, blockDevice: false }
-    throw new BlockpipeError('EDEVICE', `${path}: ${(err as Error).message}`)
+    throw new BlockpipeError('EDEVICE', `${describeOpenError(err as NodeJS.ErrnoException, path)}; nothing was written`)
   }
-  if (!st.isBlockDevice()) return { exists: true, size: st.size, blockDevice: false }
-  const dev = openSource(path)
+  if (st.isFile()) return { exists: true, size: st.size, blockDevice: false }
+  if (!st.isBlockDevice()) {
+    throw new BlockpipeError('EDEVICE', `${path}: not a regular file or block device; nothing was written`)
+  }
+  // Opened the way the apply will open it (exclusively): a mounted or busy
+  // device is refused now, not after a whole stream has been spooled.
+  const dev = openTarget(path, { create: false })
   close(dev)
   return { exists: true, size: dev.size, blockDevice: true }
 }
 
 /** Refuses a stream this program must not apply, or a target it does not fit, before anything is written. */
-function preflight(header: StreamHeader, state: TargetState, options: ApplyOptions): void {
+function preflight(header: StreamHeader, state: TargetState, options: ApplyOptions, resuming: () => boolean): void {
   const { program, target } = options
   const force = options.force === true
   if (header.kind === StreamKind.DIGEST) {
@@ -110,6 +144,11 @@ function preflight(header: StreamHeader, state: TargetState, options: ApplyOptio
             'every other block would be zeros. Apply a full stream first (era-copy --all), or pass --force',
         )
       }
+      if (!isFull(header) && !force && state.exists && !state.blockDevice && state.size !== header.size) {
+        const why = resizeConflict(header, state, target)
+        // A forced apply that was cut short left the target between sizes: its journal says so.
+        if (why !== undefined && !resuming()) throw new ConflictError(why)
+      }
       return
     case StreamKind.DELTA:
       if (!state.exists) {
@@ -136,12 +175,45 @@ function preflight(header: StreamHeader, state: TargetState, options: ApplyOptio
   }
 }
 
+/** Why an incremental stream may not change the size of the image it is applied to, if it may not. */
+function resizeConflict(header: StreamHeader, state: TargetState, target: string): string | undefined {
+  const sizes = `${target} is ${state.size} bytes (${formatBytes(state.size)}), the stream is for a device of ${header.size} bytes (${formatBytes(header.size)})`
+  if (header.size > state.size) {
+    // thin_delta reports the blocks of a grown volume; dm-era does not report blocks it gained.
+    if (header.metadata.input === 'thin_delta') return undefined
+    return (
+      `${sizes}: the device grew since the last backup, and an incremental stream does not hold the blocks it ` +
+      'gained. Take a full copy (era-copy --all) or sync it with bsum | bdiff | bpatch; --force applies it anyway, ' +
+      'with whatever the new blocks hold left as zeros'
+    )
+  }
+  return (
+    `${sizes}: applied, it would cut the image short, and this may be the backup of another device. ` +
+    'Check the target; if the device really shrank, pass --force'
+  )
+}
+
+/** Whether an undo file holds the unfinished journal of this very stream: an apply being continued. */
+function resumes(hash: Hash64, header: StreamHeader, state: TargetState, options: ApplyOptions): boolean {
+  if (options.undo === undefined) return false
+  try {
+    return UndoJournal.check(hash, options.undo, header, { path: options.target, ...state }) === 'resume'
+  } catch {
+    // Refused: the journal itself is reported when it is opened.
+    return false
+  }
+}
+
 /** --spool, first pass: the whole stream is read, stored and checked; the target is only read. */
 async function verifySpooled(hash: Hash64, input: ByteSource, options: ApplyOptions): Promise<void> {
-  const reader = await StreamReader.open(input, hash)
+  const untouched = `nothing was written to ${options.target}`
+  const reader = await openReader(hash, input, options, untouched)
   const { header } = reader
   const state = targetState(options.target)
-  preflight(header, state, options)
+  preflight(header, state, options, () => resumes(hash, header, state, options))
+  if (options.undo !== undefined) {
+    UndoJournal.check(hash, options.undo, header, { path: options.target, ...state })
+  }
   const progress = options.progress === true ? new Progress(`${options.program} (spooling)`, header.size) : undefined
   const checker = needsBaseChecks(header, options)
     ? new BaseChecker(hash, openSource(options.target), header)
@@ -152,36 +224,54 @@ async function verifySpooled(hash: Hash64, input: ByteSource, options: ApplyOpti
       progress?.update(rec.offset + rec.length)
     }
   } catch (err) {
-    if (header.kind === StreamKind.UNDO && isStreamError(err)) return
-    throw annotate(err, options, 'nothing was written to the target')
+    throw annotate(
+      err,
+      header.kind === StreamKind.UNDO && isStreamError(err)
+        ? `${untouched}. This undo journal has no valid end record: it belongs to an interrupted apply, or was` +
+            ' cut or damaged since. To roll back the regions it holds as it is, run without --spool'
+        : untouched,
+    )
   } finally {
     if (checker) close(checker.dev)
   }
+}
+
+async function openReader(hash: Hash64, input: ByteSource, options: ApplyOptions, state: string) {
+  try {
+    return await StreamReader.open(input, hash)
+  } catch (err) {
+    throw annotate(err, state, advice(options))
+  }
+}
+
+/** Without --spool or --undo, a failed apply says what they are for. */
+function advice(options: ApplyOptions): string {
+  return options.spool === undefined && options.undo === undefined
+    ? '; --spool keeps a cut or corrupt stream from touching the target, --undo makes an apply reversible'
+    : ''
 }
 
 function needsBaseChecks(header: StreamHeader, options: ApplyOptions): boolean {
   return header.kind === StreamKind.DELTA && options.force !== true
 }
 
-function isStreamError(err: unknown): boolean {
+function isStreamError(err: unknown): err is TruncatedStreamError | CorruptStreamError {
   return err instanceof TruncatedStreamError || err instanceof CorruptStreamError
 }
 
-/** A stream error after the target was touched says what state the target is in. */
-function annotate(err: unknown, options: ApplyOptions, state: string): unknown {
-  if (!isStreamError(err)) return err
-  const e = err as TruncatedStreamError | CorruptStreamError
-  const advice =
-    options.spool === undefined
-      ? options.undo === undefined
-        ? '; --spool keeps a cut or corrupt stream from touching the target, --undo makes an apply reversible'
-        : `; roll back with: ${options.program} ${options.target} < ${options.undo}`
-      : ''
-  const out =
-    e instanceof TruncatedStreamError
-      ? new TruncatedStreamError(`${e.message}: ${state}${advice}`, e.position)
-      : new CorruptStreamError(e.code as 'ECORRUPT' | 'EBADSTREAM', `${e.message}: ${state}${advice}`, e.position)
-  return out
+/**
+ * A stream or I/O error says what state it left the target in, and what to
+ * do about it. Refusals and conflicts say that themselves.
+ */
+function annotate(err: unknown, state: string, advice = ''): unknown {
+  const message = (e: Error): string => `${e.message}: ${state}${advice}`
+  if (isStreamError(err)) {
+    return err instanceof TruncatedStreamError
+      ? new TruncatedStreamError(message(err), err.position)
+      : new CorruptStreamError(err.code as 'ECORRUPT' | 'EBADSTREAM', message(err), err.position)
+  }
+  if (err instanceof BlockpipeError && err.code === 'EDEVICE') return new BlockpipeError('EDEVICE', message(err))
+  return err
 }
 
 async function applyFrom(
@@ -190,38 +280,38 @@ async function applyFrom(
   options: ApplyOptions,
   spooled: boolean,
 ): Promise<ApplyResult> {
-  const reader = await StreamReader.open(input, hash)
+  const reader = await openReader(hash, input, options, `nothing was written to ${options.target}`)
   const { header } = reader
-  if (!spooled) preflight(header, targetState(options.target), options)
+  if (!spooled) {
+    const state = targetState(options.target)
+    preflight(header, state, options, () => resumes(hash, header, state, options))
+  }
   const target = openTarget(options.target, { create: header.kind === StreamKind.BLOCK })
   let journal: UndoJournal | undefined
+  let applier: Applier | undefined
+  let result: ApplyResult
   try {
     if (options.undo !== undefined) {
       journal = await UndoJournal.open(hash, { path: options.undo, stream: header, target, program: options.program })
     }
-    const applier = new Applier(hash, header, target, options, journal)
-    applier.begin()
+    applier = new Applier(hash, header, target, options, journal)
     let rolledBackPartly = false
     try {
       for await (const rec of reader.records()) await applier.record(rec)
     } catch (err) {
-      if (!(header.kind === StreamKind.UNDO && isStreamError(err))) {
-        const what = target.existed
-          ? `${applier.records} records were applied before it, ${options.target} is incomplete (part new, part old)`
-          : `${options.target} was new and has been removed`
-        throw annotate(err, options, spooled ? `${what}: the spool file was damaged` : what)
-      }
+      if (header.kind !== StreamKind.UNDO || spooled || !isStreamError(err)) throw err
       rolledBackPartly = true
       options.stderr?.write(
-        `${options.program}: warning: the undo journal has no end record (${(err as Error).message}).` +
+        `${options.program}: warning: the undo journal has no end record (${err.message}).` +
           ` It belongs to an apply that was interrupted: the ${applier.records} regions it recorded were restored.` +
           ' If the journal was instead cut in transit, regions after it were not restored.\n',
       )
     }
     await applier.finish()
+    if (!target.existed) syncDirectory(target.path)
     await journal?.finish()
     journal = undefined
-    return {
+    result = {
       header,
       end: rolledBackPartly ? undefined : reader.end,
       records: applier.records,
@@ -230,14 +320,46 @@ async function applyFrom(
       created: !target.existed,
     }
   } catch (err) {
-    // A file this apply created holds nothing anyone had before: rather
-    // than leave a half-written image that looks like a backup, remove it.
-    if (!target.existed) unlinkSync(target.path)
-    throw err
+    throw failed(err, options, target, journal, applier, spooled)
   } finally {
     journal?.close()
     close(target)
   }
+  return result
+}
+
+/**
+ * Cleans up after a failed apply and says where it left the target. A file
+ * this apply created holds nothing anyone had before: rather than leave a
+ * half-written image that looks like a backup, it is removed. An undo journal
+ * this run started for a target it has not changed holds nothing either.
+ */
+function failed(
+  err: unknown,
+  options: ApplyOptions,
+  target: Target,
+  journal: UndoJournal | undefined,
+  applier: Applier | undefined,
+  spooled: boolean,
+): unknown {
+  const changed = applier?.changed === true
+  if (!target.existed) rmSync(target.path, { force: true })
+  if (journal?.created === true && (!changed || !target.existed)) rmSync(journal.path, { force: true })
+  let state: string
+  let hint = advice(options)
+  if (!target.existed) {
+    state = `${target.path} was new and has been removed`
+  } else if (!changed) {
+    state = `nothing was written to ${target.path}`
+  } else {
+    state = `${applier.records} records were applied before it, ${target.path} is incomplete (part new, part old)`
+    if (options.undo !== undefined) {
+      hint =
+        `; to finish, run it again with the whole stream and the same --undo ${options.undo};` +
+        ` to roll back: ${options.program} ${target.path} < ${options.undo}`
+    }
+  }
+  return annotate(err, spooled && isStreamError(err) ? `the spool file was damaged: ${state}` : state, hint)
 }
 
 class Applier {
@@ -251,6 +373,8 @@ class Applier {
   readonly #holesFrom: number
   #pending: StreamRecord[] = []
   #pendingBytes = 0
+  /** The target has been (or may have been) written or resized. */
+  changed = false
   records = 0
   written = 0
   skipped = 0
@@ -266,13 +390,14 @@ class Applier {
     this.#holesFrom = target.blockDevice ? Infinity : target.existed ? before : 0
   }
 
-  /** Grows a regular file now; shrinking waits until its tail is journaled. */
-  begin(): void {
-    if (!this.#target.blockDevice && this.#target.size < this.#header.size) resize(this.#target, this.#header.size)
-  }
-
   async record(rec: StreamRecord): Promise<void> {
-    const journaled = this.#journal !== undefined && rec.offset + rec.length <= this.#journal.resumedUpTo
+    // A record an interrupted run journaled may have been written, in part:
+    // its chunk can be torn, so its base digest proves nothing. It passed
+    // that check in the run that journaled it. Past the old end nothing needs
+    // journaling, so there any record of that run may have been written.
+    const journal = this.#journal
+    const journaled =
+      journal !== undefined && !journal.created && (rec.offset < journal.resumedUpTo || rec.offset >= journal.oldSize)
     if (this.#checker !== undefined && !journaled) {
       const verdict = this.#checker.check(rec, this.#options, `${this.records} records were applied before it`)
       if (verdict === 'same') {
@@ -303,7 +428,15 @@ class Applier {
     this.#pendingBytes = 0
   }
 
+  /** Before the first write: a regular file grows to the new size (it shrinks at the end, once its tail is journaled). */
+  #prepare(): void {
+    if (this.changed) return
+    this.changed = true
+    if (!this.#target.blockDevice && this.#target.size < this.#header.size) resize(this.#target, this.#header.size)
+  }
+
   #write(rec: StreamRecord): void {
+    this.#prepare()
     if (rec.type === 'DATA') {
       writeAt(this.#target, rec.payload, rec.offset)
     } else {
@@ -325,11 +458,12 @@ class Applier {
     if (this.#journal !== undefined) await this.#flush()
     const size = this.#header.size
     const target = this.#target
-    if (!target.blockDevice && target.size > size) {
-      if (this.#journal !== undefined) {
+    if (!target.blockDevice && target.size !== size) {
+      if (target.size > size && this.#journal !== undefined) {
         await this.#journal.save(target, size, target.size - size)
         this.#journal.sync()
       }
+      this.changed = true
       resize(target, size)
     } else if (target.blockDevice && target.size > size && this.#header.kind !== StreamKind.BLOCK) {
       this.#options.stderr?.write(
@@ -368,17 +502,24 @@ class BaseChecker {
     const now = current.subarray(0, rec.length)
     const same = now.length === rec.length && (rec.type === 'ZERO' ? isZero(now) : now.equals(rec.payload))
     if (same) return 'same'
-    if (!hasBase) return 'base'
+    // Past the end of the image the delta was made against, the target holds
+    // holes (grown by this apply or an interrupted one) or the new data. Any
+    // other data there belongs to another image of the new size: keep it.
+    if (!hasBase && isZero(current)) return 'base'
     if (
+      hasBase &&
       got >= rec.baseLength &&
       this.#hash.digest(current.subarray(0, rec.baseLength), this.#header.seed) === rec.baseDigest
     ) {
       return 'base'
     }
     const chunk = Math.floor(rec.offset / this.#header.blockSize)
+    const holds = hasBase
+      ? 'neither the data this delta was made against nor its new data'
+      : `data past the end of the ${this.#header.baseSize}-byte image this delta was made against (neither zeros nor its new data)`
     throw new ConflictError(
-      `conflict at byte ${rec.offset} (chunk ${chunk}): ${options.target} holds neither the data this delta was made` +
-        ` against nor its new data. The target changed since its digests were taken, or this ${KIND_NAMES[this.#header.kind]}` +
+      `conflict at byte ${rec.offset} (chunk ${chunk}): ${options.target} holds ${holds}.` +
+        ` The target changed since its digests were taken, or this ${KIND_NAMES[this.#header.kind]}` +
         ` is for another image. Stopped: ${before}. Use --force to write regardless`,
       rec.offset,
     )

@@ -12,6 +12,7 @@ export class ByteQueue {
     return this.#length
   }
 
+  /** Keeps `chunk` itself, not a copy: the caller must not reuse it. */
   push(chunk: Uint8Array): void {
     if (chunk.length === 0) return
     this.#chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length))

@@ -48,7 +48,8 @@ function report(program: string, err: unknown, stderr: NodeJS.WritableStream): n
     stderr.write(`${program}: ${err.message}${hint}\n`)
     return err.exitCode
   }
-  const e = err as NodeJS.ErrnoException
+  // Anything can be thrown, null and undefined included.
+  const e = (err ?? {}) as NodeJS.ErrnoException
   if (e.code === 'EPIPE') {
     stderr.write(`${program}: the reading end of the output went away (broken pipe)\n`)
     return 1

@@ -60,8 +60,9 @@ function sizeOf(fd: number, st: BigIntStats, path: string): number {
  * sectors; without sysfs the end is found by reading.
  */
 export function blockDeviceSize(fd: number, rdev: bigint, path: string, sysfs = '/sys/dev/block'): number {
-  const major = ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn)
-  const minor = (rdev & 0xffn) | ((rdev >> 12n) & ~0xffn)
+  // glibc's dev_t layout; the masks are 32-bit, as in gnu_dev_major/minor.
+  const major = ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & 0xfffff000n)
+  const minor = (rdev & 0xffn) | ((rdev >> 12n) & 0xffffff00n)
   try {
     const sectors = readFileSync(`${sysfs}/${major}:${minor}/size`, 'latin1').trim()
     if (/^\d+$/.test(sectors)) return Number(sectors) * 512

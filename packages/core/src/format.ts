@@ -153,7 +153,7 @@ export function describeForeignInput(head: Buffer): string {
   const ascii = head.toString('latin1')
   if (ascii.startsWith('ERARANGE')) return 'a stream of the original era_copy (ERARANGE records)'
   if (head[0] === 0x1f && head[1] === 0x8b) return 'gzip-compressed data: add gunzip (or zcat) to the pipe'
-  if (head.readUInt32LE(0) === 0xfd2fb528) return 'zstd-compressed data: add zstd -d to the pipe'
+  if (head.length >= 4 && head.readUInt32LE(0) === 0xfd2fb528) return 'zstd-compressed data: add zstd -d to the pipe'
   if (ascii.trimStart().startsWith('<')) return 'XML text: era_invalidate output goes to era-copy, not here'
   return 'not a blockpipe stream'
 }
@@ -304,7 +304,8 @@ export function decodeRecordHeader(buf: Buffer, header: StreamHeader, at: Stream
   if ((rec.flags & ~RECORD_FLAG_BASE) !== 0) throw bad(`unknown record flags 0x${rec.flags.toString(16)}`)
   const digest = header.kind === StreamKind.DIGEST
   if (type === 'END.') {
-    if (rec.payloadLength !== END_PAYLOAD_SIZE || rec.offset !== 0 || rec.length !== 0 || rec.flags !== 0) {
+    const baseSet = rec.baseLength !== 0 || rec.baseDigest !== 0n
+    if (rec.payloadLength !== END_PAYLOAD_SIZE || rec.offset !== 0 || rec.length !== 0 || rec.flags !== 0 || baseSet) {
       throw bad('malformed end record')
     }
     return rec

@@ -91,6 +91,7 @@ export class StreamParser {
     return this.#state === 'done'
   }
 
+  /** Takes `chunk` without copying it: the caller must not reuse it. */
   push(chunk: Uint8Array): void {
     if (this.#state === 'done' && chunk.length > 0) {
       throw new CorruptStreamError(
@@ -153,6 +154,14 @@ export class StreamParser {
       if (!MAGIC.subarray(0, head.length).equals(head)) {
         throw new CorruptStreamError('EBADSTREAM', `bad magic: ${describeForeignInput(head)}`, at)
       }
+    }
+    if (this.#state === 'metadata') {
+      const declared = (this.#fixed as Buffer).readUInt16LE(38)
+      throw new TruncatedStreamError(
+        `unexpected end of data in the stream header: ${this.#queue.length} of its ${declared} bytes of metadata` +
+          ' (the stream was cut, or its metadata length is corrupt)',
+        at,
+      )
     }
     if (this.#header === undefined) {
       throw new TruncatedStreamError('unexpected end of data in the stream header', at)
@@ -256,6 +265,9 @@ export class StreamParser {
     }
     if (this.#image !== undefined && this.#image.digest() !== end.imageDigest) {
       throw bad('the image digest does not match the digests in the stream')
+    }
+    if ((header.kind === StreamKind.BLOCK || header.kind === StreamKind.UNDO) && end.imageDigest !== 0n) {
+      throw bad(`${KIND_NAMES[header.kind]} streams carry no image digest, but this end record gives one`)
     }
     this.#state = 'done'
     if (this.#queue.length > 0) {

@@ -1,6 +1,6 @@
 import { closeSync, constants, openSync, statSync, unlinkSync } from 'node:fs'
 import { join } from 'node:path'
-import { readAt } from './device.js'
+import { describeOpenError, readAt } from './device.js'
 import { BlockpipeError, UsageError } from './errors.js'
 import type { ByteSource } from './read.js'
 import { FdSink } from './write.js'
@@ -16,34 +16,44 @@ export interface Spool {
   close(): void
 }
 
+let spools = 0
+
 export function createSpool(path: string, program: string): Spool {
-  let file = path
+  let isDirectory = false
   try {
-    if (statSync(path).isDirectory()) {
-      file = join(path, `.${program}-spool-${process.pid}-${Date.now().toString(36)}`)
-    } else {
-      throw new UsageError(`--spool ${path}: the file exists; give a directory or a new file name`)
-    }
+    isDirectory = statSync(path).isDirectory()
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+      throw new BlockpipeError('EDEVICE', `--spool ${describeOpenError(err as NodeJS.ErrnoException, path)}`)
+    }
   }
+  // A name of this process alone: several applies may spool into one directory.
+  const file = isDirectory
+    ? join(path, `.${program}-spool-${process.pid}-${Date.now().toString(36)}-${++spools}`)
+    : path
   let fd: number
   try {
     fd = openSync(file, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o600)
-    unlinkSync(file)
   } catch (err) {
-    throw new BlockpipeError('EDEVICE', `--spool: cannot create ${file}: ${(err as Error).message}`)
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
+      throw new UsageError(`--spool ${path}: the file exists; give a directory or a new file name`)
+    }
+    throw new BlockpipeError(
+      'EDEVICE',
+      `--spool: cannot create ${describeOpenError(err as NodeJS.ErrnoException, file)}`,
+    )
   }
+  unlinkSync(file)
   return { fd, path: file, sink: new FdSink(fd), close: () => closeSync(fd) }
 }
 
-/** Passes `source` through, storing every byte in `sink` first. */
-export async function* tee(source: ByteSource, sink: FdSink): AsyncGenerator<Uint8Array> {
+/** Passes `source` through, storing every byte in `sink` (the spool file at `path`) first. */
+export async function* tee(source: ByteSource, sink: FdSink, path = 'the spool file'): AsyncGenerator<Uint8Array> {
   for await (const chunk of source) {
     try {
       sink.write(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length))
     } catch (err) {
-      throw new BlockpipeError('EDEVICE', `--spool: cannot store the stream: ${(err as Error).message}`)
+      throw new BlockpipeError('EDEVICE', `--spool: cannot store the stream in ${path}: ${(err as Error).message}`)
     }
     yield chunk
   }

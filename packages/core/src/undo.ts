@@ -1,7 +1,18 @@
-import { closeSync, constants, fdatasyncSync, fstatSync, ftruncateSync, openSync } from 'node:fs'
-import { readAt, type Device } from './device.js'
-import { BlockpipeError, UsageError } from './errors.js'
-import { KIND_NAMES, MAX_RECORD_LENGTH, StreamKind, type StreamHeader } from './format.js'
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  fsyncSync,
+  ftruncateSync,
+  openSync,
+  statSync,
+  unlinkSync,
+  type Stats,
+} from 'node:fs'
+import { dirname } from 'node:path'
+import { describeOpenError, readAt, sync, type Device } from './device.js'
+import { BlockpipeError, ConflictError, UsageError } from './errors.js'
+import { KIND_NAMES, MAGIC, MAX_RECORD_LENGTH, StreamKind, type StreamHeader } from './format.js'
 import type { Hash64 } from './hash.js'
 import { StreamParser } from './parse.js'
 import { VERSION } from './version.js'
@@ -12,6 +23,12 @@ import { isZero } from './zero.js'
 // contents of every region an apply overwrites. Before a batch of target
 // writes, the old contents go into the journal and are synced to disk, so a
 // crash at any point leaves a journal that covers every region touched.
+//
+// The journal's header is synced before the target is touched at all, so an
+// undo file whose header is not whole belongs to a run that changed nothing:
+// it is started afresh. A journal with a whole header and no end record is
+// continued by a re-run of the same stream (the records after its last whole
+// one were never followed by a target write: the sync comes first).
 
 export interface UndoInit {
   path: string
@@ -19,6 +36,14 @@ export interface UndoInit {
   stream: StreamHeader
   target: Device
   program: string
+}
+
+/** What `UndoJournal.check` needs to know of the target. */
+export interface UndoTarget {
+  path: string
+  exists: boolean
+  size: number
+  blockDevice: boolean
 }
 
 const READ_PIECE = 1024 * 1024
@@ -29,6 +54,8 @@ export class UndoJournal {
   readonly oldSize: number
   /** End of the last region journaled by an earlier, interrupted run (0 if new). */
   readonly resumedUpTo: number
+  /** False when this run continues the journal of an interrupted one. */
+  readonly created: boolean
   readonly #fd: number
   readonly #writer: StreamWriter
   readonly #sink: FdSink
@@ -41,6 +68,7 @@ export class UndoJournal {
     writer: StreamWriter,
     oldSize: number,
     resumedUpTo: number,
+    created: boolean,
   ) {
     this.path = path
     this.#fd = fd
@@ -48,6 +76,28 @@ export class UndoJournal {
     this.#writer = writer
     this.oldSize = oldSize
     this.resumedUpTo = resumedUpTo
+    this.created = created
+  }
+
+  /**
+   * Refuses, before anything is written, an undo file that `open` would
+   * refuse: the spooled apply checks this before it spools the stream.
+   * 'new' when there is no such file yet, 'resume' for the unfinished journal
+   * of this stream, 'fresh' for one whose header never reached the disk.
+   */
+  static check(hash: Hash64, path: string, stream: StreamHeader, target: UndoTarget): 'new' | 'resume' | 'fresh' {
+    let existing: Existing
+    try {
+      existing = readExisting(hash, path, constants.O_RDONLY)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'new'
+      throw err
+    }
+    try {
+      return judge(existing, path, stream, target, target.exists ? statSync(target.path) : undefined)
+    } finally {
+      closeSync(existing.fd)
+    }
   }
 
   /**
@@ -59,10 +109,18 @@ export class UndoJournal {
     try {
       fd = openSync(init.path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o600)
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
-        throw new BlockpipeError('EDEVICE', `cannot create the undo file ${init.path}: ${(err as Error).message}`)
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw cannotOpen(init.path, err)
+      const existing = readExisting(hash, init.path, constants.O_RDWR)
+      let verdict: 'resume' | 'fresh'
+      try {
+        verdict = judge(existing, init.path, init.stream, { ...init.target, exists: true }, fstatSync(init.target.fd))
+      } catch (err) {
+        closeSync(existing.fd)
+        throw err
       }
-      return UndoJournal.#resume(hash, init)
+      if (verdict === 'resume') return UndoJournal.#resume(hash, init, existing)
+      fd = existing.fd
+      ftruncateSync(fd, 0)
     }
     const sink = new FdSink(fd)
     const header = {
@@ -78,47 +136,34 @@ export class UndoJournal {
       },
     }
     const writer = new StreamWriter(hash, sink, header)
-    await writer.start()
-    fdatasyncSync(fd)
-    return new UndoJournal(init.path, fd, sink, writer, init.target.size, 0)
+    const journal = new UndoJournal(init.path, fd, sink, writer, init.target.size, 0, true)
+    try {
+      await journal.#guard(() => writer.start())
+      journal.sync()
+    } catch (err) {
+      // Nothing was journaled, nothing was written: leave nothing behind.
+      closeSync(fd)
+      unlinkSync(init.path)
+      throw err
+    }
+    syncDirectory(init.path)
+    return journal
   }
 
-  static #resume(hash: Hash64, init: UndoInit): UndoJournal {
-    const fd = openSync(init.path, constants.O_RDWR)
-    const parser = new StreamParser(hash)
-    const file = { fd, path: init.path }
-    const size = Number(fstatSync(fd).size)
-    const buf = Buffer.allocUnsafe(READ_PIECE)
-    try {
-      for (let pos = 0; pos < size && !parser.done; pos += READ_PIECE) {
-        const n = readAt(file, buf, Math.min(READ_PIECE, size - pos), pos)
-        parser.push(buf.subarray(0, n))
-        while (parser.next() !== null);
-      }
-    } catch {
-      // A torn last record: the journal is good up to the last whole one.
-    }
-    const refuse = (why: string): never => {
-      closeSync(fd)
-      throw new UsageError(`the undo file ${init.path} exists and ${why}; give each apply a new undo file`)
-    }
-    const header = parser.header
-    if (header === undefined) return refuse('is not an undo journal')
-    if (header.kind !== StreamKind.UNDO) return refuse(`holds a ${KIND_NAMES[header.kind]} stream, not an undo journal`)
-    if (parser.done) return refuse('holds the complete journal of a finished apply')
-    if (header.metadata['stream-id'] !== streamId(init.stream)) {
-      return refuse('is the unfinished journal of another stream (roll that apply back with it first)')
-    }
+  static #resume(hash: Hash64, init: UndoInit, existing: Existing): UndoJournal {
+    const { fd, parser } = existing
+    const header = parser.header as StreamHeader
+    // The records after the last whole one were never followed by a target
+    // write (the journal is synced first): drop them and carry on from there.
     ftruncateSync(fd, parser.position)
     const sink = new FdSink(fd, parser.position)
-    const totals = parser.totals
     const writer = new StreamWriter(
       hash,
       sink,
       { kind: StreamKind.UNDO, size: header.size, baseSize: header.baseSize, blockSize: header.blockSize },
-      { chain: parser.chain, records: parser.records, covered: parser.covered, ...totals },
+      { chain: parser.chain, records: parser.records, covered: parser.covered, ...parser.totals },
     )
-    return new UndoJournal(init.path, fd, sink, writer, header.size, parser.covered)
+    return new UndoJournal(init.path, fd, sink, writer, header.size, parser.covered, false)
   }
 
   /** Regions journaled by this run. */
@@ -133,8 +178,8 @@ export class UndoJournal {
       const n = Math.min(MAX_RECORD_LENGTH, end - pos)
       const old = Buffer.allocUnsafe(n)
       old.fill(0, readAt(target, old, n, pos))
-      if (isZero(old)) await this.#writer.zero(pos, n)
-      else await this.#writer.data(pos, old)
+      const at = pos
+      await this.#guard(() => (isZero(old) ? this.#writer.zero(at, n) : this.#writer.data(at, old)))
       this.#regions++
       pos += n
     }
@@ -142,12 +187,12 @@ export class UndoJournal {
 
   /** Makes what was journaled durable: call before writing the regions. */
   sync(): void {
-    fdatasyncSync(this.#fd)
+    sync({ fd: this.#fd, path: this.path, size: 0, blockDevice: false })
   }
 
   /** Seals the journal after the target has been synced. */
   async finish(): Promise<void> {
-    await this.#writer.end()
+    await this.#guard(() => this.#writer.end())
     this.sync()
     this.close()
   }
@@ -159,9 +204,133 @@ export class UndoJournal {
   get bytes(): number {
     return this.#sink.position
   }
+
+  /** Runs a write to the journal; a failure (ENOSPC, EFBIG, EIO) names the undo file. */
+  async #guard(write: () => Promise<void>): Promise<void> {
+    try {
+      await write()
+    } catch (err) {
+      throw new BlockpipeError('EDEVICE', `cannot write the undo file ${this.path}: ${(err as Error).message}`)
+    }
+  }
+}
+
+interface Existing {
+  fd: number
+  parser: StreamParser
+  /** The file ends inside what can still be the start of a header. */
+  tornHeader: boolean
+}
+
+function cannotOpen(path: string, err: unknown): BlockpipeError {
+  return new BlockpipeError(
+    'EDEVICE',
+    `cannot open the undo file: ${describeOpenError(err as NodeJS.ErrnoException, path)}`,
+  )
+}
+
+/** Opens an existing undo file and reads it as far as it is whole. */
+function readExisting(hash: Hash64, path: string, mode: number): Existing {
+  let fd: number
+  try {
+    fd = openSync(path, mode)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw err
+    throw cannotOpen(path, err)
+  }
+  const parser = new StreamParser(hash)
+  try {
+    const st = fstatSync(fd)
+    if (!st.isFile()) throw refusal(path, 'is not a regular file')
+    let broken = false
+    for (let pos = 0; pos < st.size && !parser.done && !broken; pos += READ_PIECE) {
+      // A fresh buffer each time: the parser keeps the bytes of an unfinished record.
+      const buf = Buffer.allocUnsafe(Math.min(READ_PIECE, st.size - pos))
+      // A read error is thrown: no reason to cut the journal short.
+      const n = readAt({ fd, path }, buf, Math.min(READ_PIECE, st.size - pos), pos)
+      try {
+        parser.push(buf.subarray(0, n))
+        while (parser.next() !== null);
+      } catch {
+        // A torn or damaged record: the journal is good up to the last whole one.
+        broken = true
+      }
+    }
+    const head = Buffer.alloc(Math.min(st.size, MAGIC.length))
+    readAt({ fd, path }, head, head.length, 0)
+    const tornHeader = !broken && parser.header === undefined && MAGIC.subarray(0, head.length).equals(head)
+    return { fd, parser, tornHeader }
+  } catch (err) {
+    closeSync(fd)
+    throw err
+  }
+}
+
+function refusal(path: string, why: string): UsageError {
+  return new UsageError(`the undo file ${path} exists and ${why}; give each apply a new undo file`)
+}
+
+/**
+ * Whether an existing undo file may be continued ('resume') or started
+ * afresh ('fresh', its header never reached the disk whole); any other file
+ * is refused.
+ */
+function judge(
+  existing: Existing,
+  path: string,
+  stream: StreamHeader,
+  target: UndoTarget,
+  targetStat: Stats | undefined,
+): 'resume' | 'fresh' {
+  const refuse = (err: BlockpipeError): never => {
+    throw err
+  }
+  const st = fstatSync(existing.fd)
+  if (targetStat !== undefined && st.ino === targetStat.ino && st.dev === targetStat.dev) {
+    return refuse(new UsageError(`the undo file ${path} is the target itself`))
+  }
+  if (existing.tornHeader) return 'fresh'
+  const { parser } = existing
+  const header = parser.header
+  if (header === undefined) return refuse(refusal(path, 'is not an undo journal'))
+  if (header.kind !== StreamKind.UNDO) {
+    return refuse(refusal(path, `holds a ${KIND_NAMES[header.kind]} stream, not an undo journal`))
+  }
+  if (parser.done) return refuse(refusal(path, 'holds the complete journal of a finished apply'))
+  if (header.metadata['stream-id'] !== streamId(stream)) {
+    return refuse(refusal(path, 'is the unfinished journal of another stream (roll that apply back with it first)'))
+  }
+  if (!target.blockDevice && target.size !== header.size && target.size !== stream.size) {
+    return refuse(
+      new ConflictError(
+        `the undo file ${path} is the unfinished journal of this stream, made when ${target.path} was ` +
+          `${header.size} bytes; it is now ${target.size} bytes, neither that nor the stream's ${stream.size}:` +
+          ' the target changed since, or is another one. Nothing was written',
+      ),
+    )
+  }
+  return 'resume'
 }
 
 /** Identifies a stream by its header checksum. */
 export function streamId(header: StreamHeader): string {
   return header.checksum.toString(16).padStart(16, '0')
+}
+
+/**
+ * Makes a new directory entry durable: a file created and synced is not
+ * found after a power loss unless its directory is synced too. Best effort:
+ * some filesystems (procfs, some network ones) do not sync directories.
+ */
+export function syncDirectory(path: string): void {
+  try {
+    const fd = openSync(dirname(path), constants.O_RDONLY)
+    try {
+      fsyncSync(fd)
+    } finally {
+      closeSync(fd)
+    }
+  } catch {
+    // Nothing more can be done for the entry; the data itself was synced.
+  }
 }

@@ -30,6 +30,13 @@ export class WritableSink implements ByteSink {
       this.#error = err
       this.#waiting?.reject(err)
     })
+    // Destroyed without an error, a writable never drains nor calls back.
+    out.on('close', () => {
+      this.#error ??= Object.assign(new Error('the output was closed before the stream was written whole'), {
+        code: 'EPIPE',
+      })
+      this.#waiting?.reject(this.#error)
+    })
   }
 
   write(chunk: Buffer): Promise<void> | void {
@@ -49,7 +56,8 @@ export class WritableSink implements ByteSink {
     if (this.#error) throw this.#error
     await new Promise<void>((resolve, reject) => {
       this.#waiting = { resolve, reject }
-      this.#out.write('', () => resolve())
+      // A failed write calls back with its error before 'error' is emitted.
+      this.#out.write('', (err) => (err ? reject(err) : resolve()))
     })
   }
 }
@@ -140,6 +148,7 @@ export class StreamWriter {
   }
 
   async end(imageDigest = 0n): Promise<void> {
+    if (this.#ended) throw new Error('end record written twice')
     const s = this.#state
     const payload = encodeEnd({
       records: s.records,
@@ -172,6 +181,9 @@ export class StreamWriter {
       throw new RangeError(`record ${offset}+${length} out of order or beyond ${this.#init.size}`)
     }
     if (base !== undefined && this.#init.kind !== StreamKind.DELTA) throw new TypeError('base digest outside a delta')
+    if ((type === 'SUMS') !== (this.#init.kind === StreamKind.DIGEST)) {
+      throw new TypeError(`a ${type} record in a stream of kind ${this.#init.kind}`)
+    }
     const header = encodeRecordHeader(type, offset, length, payload.length, base)
     s.chain = sealRecord(this.#hash, header, payload, s.chain)
     s.records++

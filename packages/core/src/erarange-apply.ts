@@ -1,0 +1,312 @@
+import { randomBytes } from 'node:crypto'
+import { existsSync, statSync, unlinkSync } from 'node:fs'
+import type { ApplyOptions, ApplyResult } from './apply.js'
+import { close, describeOpenError, openTarget, resize, sync, writeAt, type Target } from './device.js'
+import {
+  EraRangeParser,
+  listEraRange,
+  type EraRangeItem,
+  type EraRangePiece,
+  type EraRangeRecord,
+  type EraRangeSummary,
+} from './erarange.js'
+import { BlockpipeError, CorruptStreamError, TruncatedStreamError, UsageError } from './errors.js'
+import { StreamKind, type StreamHeader } from './format.js'
+import type { Hash64 } from './hash.js'
+import { Progress } from './progress.js'
+import type { ByteSource } from './read.js'
+import { formatBytes } from './size.js'
+import { createSpool, fileChunks, tee } from './spool.js'
+import { UndoJournal, type UndoTarget } from './undo.js'
+import { isZero } from './zero.js'
+
+// Applying an ERARANGE stream (era-apply and bpatch, when the input starts
+// with the magic): plain writes, in stream order, into a target that exists
+// or is created, and grows to the end of the furthest record.
+//
+// --spool stores the whole stream and checks its structure before the target
+// is touched, so a stream cut inside a record or garbled where a record
+// should start writes nothing; it cannot catch corrupt data or a cut between
+// records. --undo journals the old contents of every region, as for any
+// stream; the journal must know the size the apply leaves the target at
+// before the first write, which this format tells only at its end: so
+// without --spool the target must exist and may not grow, and records must
+// come in ascending order (the journal is a stream too). Such a journal is
+// never continued by a re-run (nothing identifies the stream): after an
+// interrupted apply, roll it back first.
+
+/** Batches of target writes wait for their old contents to reach the journal. */
+const UNDO_BATCH_BYTES = 32 * 1024 * 1024
+// Tests set a small batch to put many journal syncs into a small stream (as apply.ts does).
+const UNDO_BATCH_PIECES = Number(process.env.BLOCKPIPE_UNDO_BATCH_RECORDS) || 1024
+
+export async function applyEraRange(hash: Hash64, input: ByteSource, options: ApplyOptions): Promise<ApplyResult> {
+  options.stderr?.write(
+    `${options.program}: warning: this is a stream of the original era_copy (ERARANGE records): it has no` +
+      ' checksums and no end marker, so corrupt data, or a stream cut between two records, cannot be detected\n',
+  )
+  if (options.spool === undefined) return applyRecords(hash, input, options, undefined)
+  const header = legacyHeader(0)
+  if (options.undo !== undefined) UndoJournal.check(hash, options.undo, header, stateOf(options.target))
+  const spool = createSpool(options.spool, options.program)
+  try {
+    let known: EraRangeSummary
+    try {
+      known = await listEraRange(tee(input, spool.sink, spool.path))
+    } catch (err) {
+      throw withState(err, 'nothing was written to the target')
+    }
+    return await applyRecords(hash, fileChunks(spool.fd, spool.sink.position), options, known)
+  } finally {
+    spool.close()
+  }
+}
+
+function stateOf(path: string): UndoTarget {
+  let st
+  try {
+    st = statSync(path)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { path, exists: false, size: 0, blockDevice: false }
+    throw new BlockpipeError('EDEVICE', `${describeOpenError(err as NodeJS.ErrnoException, path)}; nothing was written`)
+  }
+  if (!st.isBlockDevice()) return { path, exists: true, size: st.size, blockDevice: false }
+  // Opened as the apply opens it (exclusively): a busy device is refused before the stream is spooled.
+  const dev = openTarget(path, { create: false })
+  close(dev)
+  return { path, exists: true, size: dev.size, blockDevice: true }
+}
+
+/** What the apply engine and the undo journal know of a stream: an ERARANGE stream has no header. */
+function legacyHeader(size: number): StreamHeader {
+  return {
+    version: 0,
+    kind: StreamKind.BLOCK,
+    flags: 0,
+    size,
+    baseSize: 0,
+    blockSize: 512,
+    hash: 0,
+    seed: 0n,
+    metadata: { input: 'erarange' },
+    // Nothing identifies the stream, so its undo journal is never continued.
+    checksum: randomBytes(8).readBigUInt64LE(0),
+    byteLength: 0,
+  }
+}
+
+function isStreamError(err: unknown): err is TruncatedStreamError | CorruptStreamError {
+  return err instanceof TruncatedStreamError || err instanceof CorruptStreamError
+}
+
+/** A stream error, with what state the target was left in. */
+function withState(err: unknown, state: string): unknown {
+  if (!isStreamError(err)) return err
+  return err instanceof TruncatedStreamError
+    ? new TruncatedStreamError(`${err.message}: ${state}`, err.position)
+    : new CorruptStreamError(err.code as 'ECORRUPT' | 'EBADSTREAM', `${err.message}: ${state}`, err.position)
+}
+
+async function applyRecords(
+  hash: Hash64,
+  input: ByteSource,
+  options: ApplyOptions,
+  known: EraRangeSummary | undefined,
+): Promise<ApplyResult> {
+  const { program, undo } = options
+  if (undo !== undefined && known === undefined && !existsSync(options.target)) {
+    throw new UsageError(
+      `${options.target} does not exist: with --undo, a stream of the original era_copy is applied to a new` +
+        ' target only with --spool (the journal must know the size of the target before the first write)',
+    )
+  }
+  const target = openTarget(options.target, { create: true })
+  let journal: UndoJournal | undefined
+  let applier: LegacyApplier
+  try {
+    const growTo = target.blockDevice ? target.size : Math.max(target.size, known?.end ?? 0)
+    if (known !== undefined) refuseBeforehand(known, target, options)
+    if (undo !== undefined) {
+      journal = await UndoJournal.open(hash, { path: undo, stream: legacyHeader(growTo), target, program })
+    }
+    applier = new LegacyApplier(target, options, journal, known)
+    const parser = new EraRangeParser()
+    try {
+      for await (const chunk of input) {
+        parser.push(chunk)
+        for (let item = parser.next(); item !== null; item = parser.next()) await applier.item(item)
+      }
+      parser.finish()
+    } catch (err) {
+      // The journal of an apply that wrote nothing holds nothing: removed, its name can be given again.
+      if (journal !== undefined && applier.written === 0) {
+        journal.close()
+        journal = undefined
+        unlinkSync(undo as string)
+      }
+      throw withState(err, applier.state())
+    }
+    await applier.finish()
+    await journal?.finish()
+    journal = undefined
+  } catch (err) {
+    // A file this apply created holds nothing anyone had before: remove it
+    // rather than leave a half-written image that looks like a backup.
+    if (!target.existed) unlinkSync(target.path)
+    throw err
+  } finally {
+    journal?.close()
+    close(target)
+  }
+  return {
+    header: legacyHeader(applier.size),
+    end: undefined,
+    records: applier.records,
+    written: applier.written,
+    skipped: applier.skipped,
+    created: !target.existed,
+  }
+}
+
+/** With the whole stream spooled, what would fail half-way fails before anything is written. */
+function refuseBeforehand(known: EraRangeSummary, target: Target, options: ApplyOptions): void {
+  if (target.blockDevice && known.end > target.size) {
+    throw new BlockpipeError(
+      'EDEVICE',
+      `${target.path} is too small: ${target.size} bytes (${formatBytes(target.size)}), the stream writes up to` +
+        ` byte ${known.end} (${formatBytes(known.end)}); nothing was written`,
+    )
+  }
+  if (options.undo !== undefined && !known.ascending) {
+    throw new BlockpipeError(
+      'EINPUT',
+      'the records of this stream are not in ascending order (streams of era_copy put one after another?):' +
+        ' an undo journal needs them in order; apply without --undo, or one stream at a time; nothing was written',
+    )
+  }
+}
+
+class LegacyApplier {
+  readonly #target: Target
+  readonly #options: ApplyOptions
+  readonly #journal: UndoJournal | undefined
+  /** The target may grow only when the journal was told its final size. */
+  readonly #mayGrow: boolean
+  readonly #oldSize: number
+  /** Where the target's regular file reads as holes: zeros need not be written there. */
+  readonly #holesFrom: number
+  readonly #progress: Progress | undefined
+  #pending: EraRangePiece[] = []
+  #pendingBytes = 0
+  #covered = 0
+  records = 0
+  written = 0
+  skipped = 0
+  /** The target's size once applied. */
+  size: number
+
+  constructor(target: Target, options: ApplyOptions, journal: UndoJournal | undefined, known?: EraRangeSummary) {
+    this.#target = target
+    this.#options = options
+    this.#journal = journal
+    this.#mayGrow = journal === undefined || known !== undefined
+    this.#oldSize = target.size
+    this.size = target.size
+    this.#holesFrom = target.blockDevice ? Infinity : target.existed ? target.size : 0
+    const total = Math.max(target.size, known?.end ?? 0)
+    this.#progress = options.progress === true ? new Progress(options.program, total) : undefined
+  }
+
+  async item(item: EraRangeItem): Promise<void> {
+    if (item.type === 'record') {
+      this.#check(item.record)
+      return
+    }
+    if (item.offset >= this.#holesFrom && isZero(item.data)) {
+      this.skipped += item.data.length
+      this.#done(item)
+    } else if (this.#journal === undefined) {
+      this.#write(item)
+    } else {
+      this.#pending.push(item)
+      this.#pendingBytes += item.data.length
+      if (this.#pendingBytes >= UNDO_BATCH_BYTES || this.#pending.length >= UNDO_BATCH_PIECES) await this.#flush()
+    }
+  }
+
+  /** Refuses a record that cannot be applied, before any of it is written. */
+  #check(rec: EraRangeRecord): void {
+    const { target } = this.#options
+    const end = rec.offset + rec.length
+    const where = `record ${rec.index} at byte ${rec.position} (image bytes ${rec.offset}..${end})`
+    if (this.#target.blockDevice && end > this.#target.size) {
+      throw new BlockpipeError(
+        'EDEVICE',
+        `${where} reaches beyond the end of ${target}, a block device of ${this.#target.size} bytes` +
+          ` (${formatBytes(this.#target.size)}): the stream is for a larger device: ${this.state()}`,
+      )
+    }
+    if (this.#journal !== undefined && rec.offset < this.#covered) {
+      throw new BlockpipeError(
+        'EINPUT',
+        `${where} comes before the end of the record before it (${this.#covered}): an undo journal needs the` +
+          ` records in ascending order: ${this.state()}`,
+      )
+    }
+    if (!this.#mayGrow && end > this.#oldSize) {
+      throw new BlockpipeError(
+        'EINPUT',
+        `${where} reaches beyond the end of ${target} (${this.#oldSize} bytes): with --undo, a stream of the` +
+          ' original era_copy grows the target only with --spool (the journal must know the final size before' +
+          ` the first write): ${this.state()}`,
+      )
+    }
+    this.#covered = end
+    this.size = Math.max(this.size, end)
+    if (rec.length === 0) this.records++
+  }
+
+  /** The state the target is left in when the apply stops here, for a message. */
+  state(): string {
+    const { program, target, undo } = this.#options
+    if (!this.#target.existed) return `${target} was new and has been removed`
+    // Pieces waiting for the journal are not written: with --undo, a stream
+    // refused early leaves the target untouched.
+    if (this.written === 0) {
+      return `nothing was written to ${target}${undo === undefined ? '' : `, and the undo file ${undo} was removed`}`
+    }
+    return (
+      `${this.records} records were applied before it, ${target} is incomplete (part new, part old)` +
+      (undo === undefined ? '' : `; roll back with: ${program} ${target} < ${undo}`)
+    )
+  }
+
+  async #flush(): Promise<void> {
+    const journal = this.#journal as UndoJournal
+    if (this.#pending.length === 0) return
+    for (const p of this.#pending) await journal.save(this.#target, p.offset, p.data.length)
+    journal.sync()
+    for (const p of this.#pending) this.#write(p)
+    this.#pending = []
+    this.#pendingBytes = 0
+  }
+
+  #write(piece: EraRangePiece): void {
+    writeAt(this.#target, piece.data, piece.offset)
+    this.written += piece.data.length
+    this.#done(piece)
+  }
+
+  #done(piece: EraRangePiece): void {
+    if (piece.last) this.records++
+    this.#progress?.update(piece.offset + piece.data.length)
+  }
+
+  async finish(): Promise<void> {
+    if (this.#journal !== undefined) await this.#flush()
+    // Writes grow a file; zeros left as holes at its end do not.
+    if (!this.#target.blockDevice && this.size > this.#oldSize) resize(this.#target, this.size)
+    sync(this.#target)
+    this.#progress?.finish(this.size, `${formatBytes(this.written)} written`)
+  }
+}

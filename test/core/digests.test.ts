@@ -1,0 +1,94 @@
+import t from 'tap'
+import { DIGESTS_PER_RECORD, DigestReader, parseSeed, randomSeed } from '../../packages/core/src/digests.js'
+import { StreamKind } from '../../packages/core/src/format.js'
+import { StreamReader } from '../../packages/core/src/read.js'
+import { randomBytes } from '../lib/data.js'
+import { build, chunkDigests, digestStream, hash, parseAll } from './streams.js'
+
+void t.test('parseSeed takes a 64-bit unsigned number, decimal or hex', (t) => {
+  t.equal(parseSeed('0'), 0n)
+  t.equal(parseSeed('12345'), 12345n)
+  t.equal(parseSeed('0xff'), 255n)
+  t.equal(parseSeed('0xFFFFFFFFFFFFFFFF'), 2n ** 64n - 1n)
+  t.equal(parseSeed('18446744073709551615'), 2n ** 64n - 1n)
+  for (const bad of ['18446744073709551616', '0x10000000000000000', '-1', '', 'abc', '1e3', '0x', '0b1', ' 1', '1.0']) {
+    t.throws(() => parseSeed(bad), {
+      name: 'UsageError',
+      message: `--seed ${JSON.stringify(bad)} is not a 64-bit unsigned number`,
+    })
+  }
+  t.end()
+})
+
+void t.test('randomSeed gives unguessable 64-bit seeds', (t) => {
+  const seeds = new Set<bigint>()
+  for (let i = 0; i < 100; i++) {
+    const s = randomSeed()
+    t.ok(s >= 0n && s < 2n ** 64n)
+    seeds.add(s)
+  }
+  t.equal(seeds.size, 100)
+  t.end()
+})
+
+void t.test('DigestWriter and DigestReader round-trip the digests of any image size', async (t) => {
+  const B = 4096
+  const seed = 0x5eedn
+  const sizes = [0, 1, 100, B, B + 1, B * DIGESTS_PER_RECORD, B * DIGESTS_PER_RECORD + 1, B * 1025 + 7, B * 1024]
+  for (const size of sizes) {
+    const image = randomBytes(size, size)
+    const buf = await digestStream(image, B, seed)
+    const expected = chunkDigests(image, B, seed)
+    const items = parseAll(buf)
+    const recs = items.flatMap((i) => (i.type === 'record' ? [i.record] : []))
+    t.equal(recs.length, Math.ceil(expected.length / DIGESTS_PER_RECORD), `${size}: ${recs.length} records`)
+    t.ok(
+      recs.every((r) => r.payload.length <= DIGESTS_PER_RECORD * 8),
+      `${size}: at most ${DIGESTS_PER_RECORD} digests a record`,
+    )
+    const reader = new DigestReader(await StreamReader.open([buf], hash))
+    t.equal(reader.header.size, size)
+    const got = []
+    for (let i = 0; i < expected.length; i++) got.push(await reader.next())
+    t.same(got, expected, `${size} bytes`)
+    await reader.finish()
+  }
+})
+
+void t.test('DigestReader.finish reads the digests past a shrunk image, and checks the end', async (t) => {
+  const image = randomBytes(4096 * 600, 9)
+  const buf = await digestStream(image, 4096, 1n)
+  const reader = new DigestReader(await StreamReader.open([buf], hash))
+  t.same(await reader.next(), chunkDigests(image.subarray(0, 4096), 4096, 1n)[0])
+  await reader.finish()
+  // The same with the end record cut off.
+  const cut = new DigestReader(await StreamReader.open([buf.subarray(0, buf.length - 1)], hash))
+  await cut.next()
+  await t.rejects(cut.finish(), { code: 'ETRUNCATED' })
+  // And with a digest changed: the image digest in the end record catches it.
+  const forged = await build(
+    { kind: StreamKind.DIGEST, flags: 1, size: 8192, blockSize: 4096, seed: 1n },
+    (w) => w.sums(0, 8192, Buffer.alloc(16, 1)),
+    hash.digest(Buffer.alloc(16, 2), 1n),
+  )
+  const r = new DigestReader(await StreamReader.open([forged], hash))
+  await r.next()
+  await t.rejects(r.finish(), { code: 'EBADSTREAM', message: /image digest does not match/ })
+})
+
+void t.test('DigestReader refuses a stream of another kind', async (t) => {
+  for (const [kind, name] of [
+    [StreamKind.BLOCK, 'block'],
+    [StreamKind.DELTA, 'delta'],
+    [StreamKind.UNDO, 'undo'],
+  ] as const) {
+    const buf = await build({ kind, size: 0, blockSize: 4096 }, async () => {})
+    const reader = await StreamReader.open([buf], hash)
+    t.throws(() => new DigestReader(reader), {
+      name: 'BlockpipeError',
+      code: 'EINPUT',
+      exitCode: 1,
+      message: `expected a digest stream (from bsum) on standard input, got a ${name} stream`,
+    })
+  }
+})

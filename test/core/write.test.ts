@@ -1,0 +1,263 @@
+import t from 'tap'
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { PassThrough, Writable } from 'node:stream'
+import { MAX_RECORD_LENGTH, StreamKind } from '../../packages/core/src/format.js'
+import { FdSink, StreamWriter, WritableSink } from '../../packages/core/src/write.js'
+import { ArraySink, hash, parseAll } from './streams.js'
+
+const blockInit = { kind: StreamKind.BLOCK, size: 1 << 30, blockSize: 4096 }
+
+async function started(init: ConstructorParameters<typeof StreamWriter>[2] = blockInit) {
+  const sink = new ArraySink()
+  const w = new StreamWriter(hash, sink, init)
+  await w.start()
+  return { w, sink }
+}
+
+void t.test('the writer refuses a bad header', (t) => {
+  const sink = new ArraySink()
+  t.throws(() => new StreamWriter(hash, sink, { kind: 1, size: 0, blockSize: 0 }), RangeError)
+  t.throws(() => new StreamWriter(hash, sink, { kind: 1, size: -1, blockSize: 512 }), {
+    name: 'RangeError',
+    message: 'bad stream header',
+  })
+  t.equal(sink.parts.length, 0)
+  t.end()
+})
+
+void t.test('the writer refuses records out of order, overlapping or beyond the size', async (t) => {
+  const { w } = await started({ kind: StreamKind.BLOCK, size: 10000, blockSize: 4096 })
+  await w.data(100, Buffer.alloc(100))
+  const msg = (o: number, l: number) => ({
+    name: 'RangeError',
+    message: `record ${o}+${l} out of order or beyond 10000`,
+  })
+  await t.rejects(w.data(0, Buffer.alloc(10)), msg(0, 10))
+  await t.rejects(w.zero(199, 10), msg(199, 10))
+  await t.rejects(w.zero(9999, 2), msg(9999, 2))
+  await t.rejects(w.zero(-5, 1), msg(-5, 1))
+  await w.zero(200, 9800)
+  t.same(w.state.covered, 10000)
+  await t.rejects(w.zero(10000, 1), msg(10000, 1))
+})
+
+void t.test('the writer refuses empty and too long records', async (t) => {
+  const { w } = await started()
+  const msg = (l: number) => ({ name: 'RangeError', message: `record length ${l} out of range` })
+  await t.rejects(w.data(0, Buffer.alloc(0)), msg(0))
+  await t.rejects(w.zero(0, 0), msg(0))
+  await t.rejects(w.zero(0, -1), msg(-1))
+  await t.rejects(w.zero(0, MAX_RECORD_LENGTH + 1), msg(MAX_RECORD_LENGTH + 1))
+  await t.rejects(w.data(0, Buffer.alloc(MAX_RECORD_LENGTH + 1)), msg(MAX_RECORD_LENGTH + 1))
+  await w.zero(0, MAX_RECORD_LENGTH)
+  await w.data(MAX_RECORD_LENGTH, Buffer.alloc(MAX_RECORD_LENGTH))
+  t.equal(w.state.records, 2)
+  t.equal(w.bytes, 56 + 48 + 48 + MAX_RECORD_LENGTH)
+})
+
+void t.test('the writer refuses base digests outside a delta, and SUMS outside a digest stream', async (t) => {
+  for (const kind of [StreamKind.BLOCK, StreamKind.UNDO]) {
+    const { w } = await started({ kind, size: 8192, blockSize: 4096 })
+    await t.rejects(w.data(0, Buffer.alloc(4096), { length: 4096, digest: 1n }), {
+      name: 'TypeError',
+      message: 'base digest outside a delta',
+    })
+    await t.rejects(w.zero(0, 4096, { length: 4096, digest: 1n }), { message: 'base digest outside a delta' })
+    await t.rejects(w.sums(0, 4096, Buffer.alloc(8)), {
+      name: 'TypeError',
+      message: `a SUMS record in a stream of kind ${kind}`,
+    })
+  }
+  const { w } = await started({ kind: StreamKind.DIGEST, size: 8192, blockSize: 4096 })
+  await t.rejects(w.data(0, Buffer.alloc(4096)), { message: 'a DATA record in a stream of kind 3' })
+  await t.rejects(w.zero(0, 4096), { message: 'a ZERO record in a stream of kind 3' })
+  await t.rejects(w.sums(0, 4096, Buffer.alloc(16)), {
+    name: 'RangeError',
+    message: '16 bytes of digests for 4096 bytes',
+  })
+  await t.rejects(w.sums(0, 4097, Buffer.alloc(8)), { message: '8 bytes of digests for 4097 bytes' })
+  await w.sums(0, 4097, Buffer.alloc(16))
+  t.equal(w.state.records, 1)
+})
+
+void t.test('a digest record may cover more than the record length limit', async (t) => {
+  const size = 4096 * (MAX_RECORD_LENGTH / 4096 + 1)
+  const { w, sink } = await started({ kind: StreamKind.DIGEST, size, blockSize: 4096 })
+  await w.sums(0, size, Buffer.alloc((size / 4096) * 8))
+  await w.end(hash.digest(Buffer.alloc((size / 4096) * 8), 0n))
+  t.equal(parseAll(sink.bytes).length, 3)
+})
+
+void t.test('nothing is written after the end record', async (t) => {
+  const { w, sink } = await started({ kind: StreamKind.BLOCK, size: 100, blockSize: 512 })
+  await w.data(0, Buffer.alloc(10))
+  await w.end()
+  const bytes = sink.bytes
+  await t.rejects(w.data(10, Buffer.alloc(10)), { message: 'record written after the end record' })
+  await t.rejects(w.zero(10, 10), { message: 'record written after the end record' })
+  await t.rejects(w.end(), { message: 'end record written twice' })
+  t.ok(sink.bytes.equals(bytes), 'the refused calls wrote nothing')
+  t.equal(parseAll(bytes).length, 3)
+})
+
+void t.test('state, byte count and chain follow what was written', async (t) => {
+  const { w, sink } = await started({ kind: StreamKind.BLOCK, size: 100, blockSize: 512, metadata: { a: 'b' } })
+  t.equal(w.bytes, 60)
+  t.equal(w.state.chain, sink.bytes.readBigUInt64LE(48))
+  await w.data(0, Buffer.alloc(10, 1))
+  await w.zero(10, 20)
+  t.same(w.state, {
+    chain: sink.bytes.readBigUInt64LE(sink.bytes.length - 8),
+    records: 2,
+    covered: 30,
+    payloadBytes: 10,
+    dataBytes: 10,
+    zeroBytes: 20,
+  })
+  t.equal(w.bytes, sink.bytes.length)
+  t.equal(w.bytes, 60 + 48 + 10 + 48)
+  t.equal(sink.parts.length, 4, 'a ZERO record writes its header only')
+})
+
+void t.test('a resumed writer continues the chain of a stream already in the sink', async (t) => {
+  const init = { kind: StreamKind.UNDO, size: 8192, baseSize: 4096, blockSize: 4096 }
+  const { w, sink } = await started(init)
+  await w.data(0, Buffer.alloc(100, 1))
+  const saved = { ...w.state }
+  const w2 = new StreamWriter(hash, sink, init, { ...saved })
+  await w2.zero(100, 100)
+  await w2.end()
+  t.equal(w2.bytes, 48 + 48 + 48, 'no second header')
+  const items = parseAll(sink.bytes)
+  t.same(
+    items.map((i) => i.type),
+    ['header', 'record', 'record', 'end'],
+  )
+  t.match(items[3], { end: { records: 2, dataBytes: 100, zeroBytes: 100 } })
+  // Resuming from a stale state breaks the chain, and the reader sees it.
+  const again = new ArraySink()
+  again.parts.push(...sink.parts.slice(0, 3))
+  const w4 = new StreamWriter(hash, again, init, { ...saved, chain: 1n })
+  await w4.zero(100, 100)
+  await w4.end()
+  t.throws(() => parseAll(again.bytes), { code: 'ECORRUPT' })
+})
+
+void t.test('WritableSink waits for drain when the writable is full', async (t) => {
+  const out = new PassThrough({ highWaterMark: 16 })
+  const sink = new WritableSink(out)
+  t.equal(sink.write(Buffer.alloc(8)), undefined, 'room left: no waiting')
+  const p = sink.write(Buffer.alloc(100))
+  t.type(p, Promise, 'full: a promise')
+  let resolved = false
+  void (p as Promise<void>).then(() => (resolved = true))
+  await new Promise((r) => setImmediate(r))
+  t.equal(resolved, false, 'not before the reader drains it')
+  const got: Buffer[] = []
+  out.on('data', (b: Buffer) => got.push(b))
+  await p
+  t.equal(resolved, true)
+  t.equal(Buffer.concat(got).length, 108)
+  await sink.close()
+})
+
+void t.test('WritableSink.close resolves once everything is handed over', async (t) => {
+  const seen: number[] = []
+  const out = new Writable({
+    highWaterMark: 1 << 20,
+    write(chunk: Buffer, _enc, cb) {
+      setTimeout(() => {
+        seen.push(chunk.length)
+        cb()
+      }, 5)
+    },
+  })
+  const sink = new WritableSink(out)
+  await sink.write(Buffer.alloc(10))
+  await sink.write(Buffer.alloc(20))
+  t.same(seen, [], 'buffered, not yet written')
+  await sink.close()
+  t.same(seen.slice(0, 2), [10, 20])
+})
+
+void t.test('WritableSink surfaces the errors of the writable', async (t) => {
+  // An error while a write waits for drain.
+  const out = new PassThrough({ highWaterMark: 4 })
+  const sink = new WritableSink(out)
+  const p = sink.write(Buffer.alloc(10)) as Promise<void>
+  out.destroy(Object.assign(new Error('write EPIPE'), { code: 'EPIPE' }))
+  await t.rejects(p, { code: 'EPIPE' })
+  t.throws(() => sink.write(Buffer.alloc(1)), { code: 'EPIPE' }, 'later writes throw it')
+  await t.rejects(sink.close(), { code: 'EPIPE' })
+
+  // A write that fails after it was accepted: close() must not report success.
+  const failing = new Writable({
+    write(_chunk, _enc, cb) {
+      setTimeout(() => cb(Object.assign(new Error('write EPIPE'), { code: 'EPIPE' })), 5)
+    },
+  })
+  const s2 = new WritableSink(failing)
+  t.equal(s2.write(Buffer.alloc(3)), undefined)
+  await t.rejects(s2.close(), { code: 'EPIPE' })
+  t.throws(() => s2.write(Buffer.alloc(1)), { code: 'EPIPE' })
+
+  // A writable already ended.
+  const ended = new PassThrough()
+  ended.resume()
+  ended.end()
+  const s3 = new WritableSink(ended)
+  await t.rejects(s3.close(), { code: 'ERR_STREAM_WRITE_AFTER_END' })
+})
+
+void t.test('WritableSink does not wait forever on a writable closed without an error', async (t) => {
+  const out = new PassThrough({ highWaterMark: 4 })
+  const sink = new WritableSink(out)
+  const p = sink.write(Buffer.alloc(10)) as Promise<void>
+  out.destroy()
+  await t.rejects(p, { code: 'EPIPE', message: /closed before the stream was written whole/ })
+  t.throws(() => sink.write(Buffer.alloc(1)), { code: 'EPIPE' })
+  await t.rejects(sink.close(), { code: 'EPIPE' })
+})
+
+void t.test('a whole stream through WritableSink parses', async (t) => {
+  const out = new PassThrough({ highWaterMark: 64 })
+  const got: Buffer[] = []
+  out.on('data', (b: Buffer) => got.push(b))
+  const sink = new WritableSink(out)
+  const w = new StreamWriter(hash, sink, { kind: StreamKind.BLOCK, flags: 1, size: 3000, blockSize: 512 })
+  await w.start()
+  await w.data(0, Buffer.alloc(1000, 7))
+  await w.zero(1000, 2000)
+  await w.end()
+  await sink.close()
+  t.equal(parseAll(Buffer.concat(got)).length, 4)
+})
+
+void t.test('FdSink writes at its position, in order', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'blockpipe-fdsink-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const path = join(dir, 'f')
+  const fd = openSync(path, 'w+')
+  const a = new FdSink(fd)
+  t.equal(a.position, 0)
+  a.write(Buffer.from('hello '))
+  a.write(Buffer.from('world'))
+  a.write(Buffer.alloc(0))
+  t.equal(a.position, 11)
+  const b = new FdSink(fd, 6)
+  b.write(Buffer.from('WORLD!'))
+  t.equal(b.fd, fd)
+  t.equal(b.position, 12)
+  const big = Buffer.alloc(3 << 20, 0x61)
+  b.write(big)
+  closeSync(fd)
+  const content = readFileSync(path)
+  t.equal(content.subarray(0, 12).toString(), 'hello WORLD!')
+  t.equal(content.length, 12 + big.length)
+  t.ok(content.subarray(12).equals(big))
+  const bad = new FdSink(fd)
+  t.throws(() => bad.write(Buffer.from('x')), { code: 'EBADF' }, 'a closed fd is an error, not a silent loss')
+  t.end()
+})
