@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 import {
+  EraRangeWriter,
   FLAG_FULL,
   Progress,
   StreamKind,
   StreamWriter,
   UsageError,
-  VERSION,
+  producerMetadata,
   WritableSink,
   commandLine,
   onePositional,
@@ -20,6 +21,7 @@ import {
 import { ExtentCopier } from './copy.js'
 import { eraInvalidateRanges } from './era-invalidate.js'
 import { RangeSpool } from './range-spool.js'
+import { mergeRanges, readThinDelta, thinBlockSize } from './thin-delta.js'
 import { XmlInputError } from './xml-events.js'
 
 const PROGRAM = 'era-copy'
@@ -29,10 +31,12 @@ async function main(argv: string[]): Promise<void> {
     PROGRAM,
     argv,
     `Usage: $0 [-b SIZE] DEVICE < era_invalidate.xml > stream
+       $0 --thin-delta DEVICE < thin_delta.xml > stream
        $0 --all [-b SIZE] DEVICE > stream
 
-Copies the blocks of DEVICE that era_invalidate lists as written into a
-blockpipe block stream on standard output, for era-apply to write elsewhere.`,
+Copies the blocks of DEVICE that era_invalidate lists as written (or that
+thin_delta lists as changed) into a blockpipe block stream on standard
+output, for era-apply to write elsewhere.`,
   )
     .option('block-size', {
       alias: 'b',
@@ -48,70 +52,117 @@ blockpipe block stream on standard output, for era-apply to write elsewhere.`,
       type: 'string',
       describe: 'the era given to era_invalidate --written-since, recorded in the stream header',
     })
+    .option('thin-delta', {
+      type: 'boolean',
+      default: false,
+      describe: 'read thin_delta XML (LVM thin snapshots): the block size is its data_block_size',
+    })
+    .option('format', {
+      choices: ['blockpipe', 'erarange'],
+      default: 'blockpipe',
+      describe: 'erarange: the stream of the original era_copy, for an old era_apply (no checksums)',
+    })
     .option('progress', { type: 'boolean', default: false, describe: 'show progress on stderr' })
     .example('era_invalidate --written-since 7 /dev/meta | $0 -b 128 /dev/mapper/vm_era > incr.bps', '')
     .example('$0 --all -b 128 /dev/mapper/vm_era | gzip > full.bps.gz', '')
+    .example('thin_delta -m --snap1 12 --snap2 13 /dev/mapper/pool_tmeta | $0 --thin-delta /dev/vg/snap13', '')
     .parseSync()
 
   const path = onePositional(args, 'DEVICE')
-  if (args['block-size'] === undefined && !args.all) {
+  const thin = args['thin-delta']
+  if (thin && args.all) throw new UsageError('--thin-delta and --all exclude each other: --all reads no XML')
+  if (args['block-size'] === undefined && !args.all && !thin) {
     throw new UsageError('--block-size is required: give the dm-era block size, e.g. -b 128 (sectors) or -b 64K')
   }
-  const blockSize = parseBlockSize(args['block-size'] ?? '64K')
+  const givenBlockSize = args['block-size'] === undefined ? undefined : parseBlockSize(args['block-size'])
   const writtenSince = args['written-since']
   if (writtenSince !== undefined && !/^\d+$/.test(writtenSince)) {
     throw new UsageError(`--written-since ${JSON.stringify(writtenSince)} is not an era number`)
   }
+  if (thin && writtenSince !== undefined) throw new UsageError('--written-since is an era: thin_delta has none')
   refuseTerminalOutput(process.stdout)
   const hash = await loadHash()
   const dev = openSource(path)
-  const nrBlocks = Math.ceil(dev.size / blockSize)
 
   const spool = new RangeSpool()
+  // thin_delta's left_only blocks: unmapped in the newer device, they read as zeros.
+  const unmapped = new RangeSpool()
   try {
+    let blockSize = givenBlockSize ?? 64 * 1024
+    /** One past the last block the XML names. */
+    let listed = 0
+    let right: string | undefined
     if (args.all) {
+      const nrBlocks = Math.ceil(dev.size / blockSize)
       if (nrBlocks > 0) spool.add({ begin: 0, end: nrBlocks })
+    } else if (thin) {
+      refuseTerminalInput(process.stdin, 'thin_delta XML')
+      const info = await readThinDelta(process.stdin, (range) => {
+        listed = range.end
+        if (range.kind === 'left_only') unmapped.add(range)
+        else if (range.kind !== 'same') spool.add(range)
+      })
+      blockSize = thinBlockSize(info, givenBlockSize)
+      right = info.right
     } else {
       refuseTerminalInput(process.stdin, 'era_invalidate XML')
       for await (const batch of eraInvalidateRanges(process.stdin)) {
         for (const range of batch) spool.add(range)
       }
-      if (spool.end > nrBlocks) {
-        throw new XmlInputError(
-          `block ${spool.end - 1} is beyond the end of ${path}, which has ${nrBlocks} blocks of ` +
-            `${formatBytes(blockSize)} (${formatBytes(dev.size)}): wrong device or wrong block size (-b)?`,
-        )
-      }
+      listed = spool.end
     }
-    const full = spool.blocks === nrBlocks
-    const metadata: Record<string, string> = {
-      producer: `${PROGRAM} ${VERSION}`,
-      source: path,
-      input: args.all ? 'all' : 'era_invalidate',
+    const nrBlocks = Math.ceil(dev.size / blockSize)
+    if (listed > nrBlocks) {
+      throw new XmlInputError(
+        `block ${listed - 1} is beyond the end of ${path}, which has ${nrBlocks} blocks of ` +
+          `${formatBytes(blockSize)} (${formatBytes(dev.size)}): ` +
+          (thin ? "wrong device (thin_delta's --snap2)?" : 'wrong device or wrong block size (-b)?'),
+      )
     }
+    const full = spool.blocks + unmapped.blocks === nrBlocks
+    const metadata = producerMetadata(PROGRAM, path)
+    metadata.input = args.all ? 'all' : thin ? 'thin_delta' : 'era_invalidate'
     if (writtenSince !== undefined) metadata['written-since'] = writtenSince
     const sink = new WritableSink(process.stdout)
-    const writer = new StreamWriter(hash, sink, {
-      kind: StreamKind.BLOCK,
-      flags: full ? FLAG_FULL : 0,
-      size: dev.size,
-      blockSize,
-      metadata,
-    })
+    const writer =
+      args.format === 'erarange'
+        ? new EraRangeWriter(sink)
+        : new StreamWriter(hash, sink, {
+            kind: StreamKind.BLOCK,
+            flags: full ? FLAG_FULL : 0,
+            size: dev.size,
+            blockSize,
+            metadata,
+          })
     const progress = args.progress ? new Progress(PROGRAM, dev.size) : undefined
     const copier = new ExtentCopier(dev, writer, progress)
     await writer.start()
-    for (const batch of spool.ranges()) {
-      for (const range of batch) {
-        const offset = range.begin * blockSize
-        await copier.copy({ offset, length: Math.min(range.end * blockSize, dev.size) - offset })
+    // Unmapped blocks are read too: data there means the XML is not about
+    // this device (or --snap1 and --snap2 were swapped), and the data is sent.
+    let unexpected = 0
+    let firstUnexpected = 0
+    for (const { range, second } of mergeRanges(spool.ranges(), unmapped.ranges())) {
+      const offset = range.begin * blockSize
+      const before = copier.dataBytes
+      await copier.copy({ offset, length: Math.min(range.end * blockSize, dev.size) - offset })
+      if (second && copier.dataBytes > before) {
+        if (unexpected === 0) firstUnexpected = range.begin
+        unexpected += copier.dataBytes - before
       }
     }
     await writer.end()
     await sink.close()
     progress?.finish(dev.size, `${formatBytes(writer.bytes)} written`)
+    if (unexpected > 0) {
+      process.stderr.write(
+        `${PROGRAM}: warning: thin_delta lists blocks as left_only (unmapped in device ${right}), but ${path}` +
+          ` holds ${formatBytes(unexpected)} of data in them, from block ${firstUnexpected} on; that data was` +
+          ` copied. Is ${path} the --snap2 device, and was --snap1 the older one?\n`,
+      )
+    }
   } finally {
     spool.close()
+    unmapped.close()
   }
 }
 

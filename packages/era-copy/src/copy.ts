@@ -13,20 +13,29 @@ export interface Extent {
   length: number
 }
 
+/** What the copier writes to: a StreamWriter, or an EraRangeWriter for the old format. */
+export type RecordWriter = Pick<StreamWriter, 'data' | 'zero'>
+
 export class ExtentCopier {
   readonly #dev: Device
-  readonly #writer: StreamWriter
+  readonly #writer: RecordWriter
   readonly #progress: Progress | undefined
   #buf = Buffer.allocUnsafe(DATA_RECORD)
   #fill = 0
   #dataAt = 0
   #zeroAt = 0
   #zeroLength = 0
+  #dataBytes = 0
 
-  constructor(dev: Device, writer: StreamWriter, progress?: Progress) {
+  constructor(dev: Device, writer: RecordWriter, progress?: Progress) {
     this.#dev = dev
     this.#writer = writer
     this.#progress = progress
+  }
+
+  /** Bytes sent as DATA records so far (the rest of what was copied went as ZERO records). */
+  get dataBytes(): number {
+    return this.#dataBytes
   }
 
   async copy(extent: Extent): Promise<void> {
@@ -59,6 +68,7 @@ export class ExtentCopier {
     // The sink may hold on to the payload; the next record gets a new buffer.
     this.#buf = Buffer.allocUnsafe(DATA_RECORD)
     this.#fill = 0
+    this.#dataBytes += payload.length
     await this.#writer.data(this.#dataAt, payload)
   }
 

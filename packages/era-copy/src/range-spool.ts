@@ -1,7 +1,7 @@
 import { closeSync, openSync, unlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { FdSink, readAt } from '@blockpipe/core'
+import { BlockpipeError, FdSink, readAt } from '@blockpipe/core'
 import type { BlockRange } from './era-invalidate.js'
 
 // The block list is read to its end before the first byte of the stream is
@@ -58,7 +58,14 @@ export class RangeSpool {
   #spill(): void {
     if (this.#fd === undefined) {
       const path = join(this.#dir, `era-copy-ranges-${process.pid}-${Date.now()}`)
-      this.#fd = openSync(path, 'wx+', 0o600)
+      try {
+        this.#fd = openSync(path, 'wx+', 0o600)
+      } catch (err) {
+        throw new BlockpipeError(
+          'EDEVICE',
+          `cannot create a temporary file for the block list in ${this.#dir}: ${(err as Error).message} (set TMPDIR)`,
+        )
+      }
       unlinkSync(path)
     }
     new FdSink(this.#fd, this.#spilled * 16).write(Buffer.from(this.#mem.buffer, 0, this.#count * 16))
