@@ -3,16 +3,14 @@ import { fsyncSync, openSync, renameSync, unlinkSync, closeSync, constants } fro
 import {
   BlockpipeError,
   DEFAULT_CHUNK_SIZE,
-  DigestReader,
   DigestWriter,
   FdSink,
   MAX_CHUNK_SIZE,
   Progress,
   StreamKind,
-  StreamReader,
   StreamWriter,
   UsageError,
-  VERSION,
+  producerMetadata,
   WritableSink,
   close,
   commandLine,
@@ -73,7 +71,7 @@ that differ, for bpatch.`,
       base = localBase(hash, old, blockSize, seed)
     } else {
       refuseTerminalInput(process.stdin, 'a digest stream from bsum')
-      base = streamBase(new DigestReader(await StreamReader.open(process.stdin, hash)))
+      base = await streamBase(hash, process.stdin)
     }
     await run(hash, source, base, args['digests-out'], args.progress)
   } finally {
@@ -90,7 +88,7 @@ async function run(hash: Hash64, source: Device, base: BaseDigests, digestsOut: 
     baseSize: base.size,
     blockSize: base.blockSize,
     seed: base.seed,
-    metadata: { producer: `${PROGRAM} ${VERSION}`, source: source.path },
+    metadata: producerMetadata(PROGRAM, source.path),
   })
   const sums = digestsOut === undefined ? undefined : await openDigestsOut(hash, digestsOut, source, base)
   try {
@@ -119,7 +117,7 @@ async function openDigestsOut(hash: Hash64, path: string, source: Device, base: 
     size: source.size,
     blockSize: base.blockSize,
     seed: base.seed,
-    metadata: { producer: `${PROGRAM} ${VERSION}`, source: source.path },
+    metadata: producerMetadata(PROGRAM, source.path),
   })
   await stream.start()
   let open = true

@@ -1,7 +1,11 @@
 import {
+  CorruptStreamError,
   DigestReader,
+  StreamReader,
+  TruncatedStreamError,
   isZero,
   readChunks,
+  type ByteSource,
   type Device,
   type DigestWriter,
   type Hash64,
@@ -24,14 +28,28 @@ export interface BaseDigests {
   finish(): Promise<void> | void
 }
 
-export function streamBase(reader: DigestReader): BaseDigests {
+/** The old image's digests from a digest stream: bsum's output, read as it arrives. */
+export async function streamBase(hash: Hash64, input: ByteSource): Promise<BaseDigests> {
+  const reader = new DigestReader(await fromDigestStream(StreamReader.open(input, hash)))
   const h = reader.header
   return {
     size: h.size,
     blockSize: h.blockSize,
     seed: h.seed,
-    next: () => reader.next(),
-    finish: () => reader.finish(),
+    next: () => fromDigestStream(reader.next()),
+    finish: () => fromDigestStream(reader.finish()),
+  }
+}
+
+/** bdiff reads one stream and writes another: a stream error names the one it is in. */
+async function fromDigestStream<T>(promise: Promise<T>): Promise<T> {
+  try {
+    return await promise
+  } catch (err) {
+    if (err instanceof CorruptStreamError || err instanceof TruncatedStreamError) {
+      err.message = `the digest stream on standard input: ${err.message}`
+    }
+    throw err
   }
 }
 

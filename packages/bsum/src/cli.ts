@@ -55,8 +55,10 @@ chunk with xxh64 and writes a blockpipe digest stream, for bdiff.`,
   let size: number | undefined
   if (args.size !== undefined) {
     if (source !== '-') throw new UsageError('--size is for standard input (-) only')
-    if (!/^\d+$/.test(args.size)) throw new UsageError(`--size ${JSON.stringify(args.size)} is not a number of bytes`)
     size = Number(args.size)
+    if (!/^\d+$/.test(args.size) || !Number.isSafeInteger(size)) {
+      throw new UsageError(`--size ${JSON.stringify(args.size)} is not a number of bytes`)
+    }
   }
   if (!args.text) refuseTerminalOutput(process.stdout)
   const hash = await loadHash()

@@ -4,6 +4,7 @@ import {
   StreamKind,
   StreamWriter,
   VERSION,
+  producerMetadata,
   type ByteSink,
   type Hash64,
   type Progress,
@@ -57,7 +58,7 @@ export async function streamSink(hash: Hash64, out: ByteSink, options: SumOption
     size: options.size as number,
     blockSize: options.blockSize,
     seed: options.seed,
-    metadata: { producer: `bsum ${VERSION}`, source: options.source },
+    metadata: producerMetadata('bsum', options.source),
   })
   await writer.start()
   const digests = new DigestWriter(hash, writer, options.blockSize, options.seed)
