@@ -15,11 +15,20 @@
 #       carrying SCRIPT). The guest runs SCRIPT with `sh -e`, its output and
 #       status land in WORKDIR/out/{log,status} (plus whatever SCRIPT put in
 #       $OUT_DIR). Prints the guest log and exits with SCRIPT's status.
+#       While qemu runs, WORKDIR/qemu.pid holds its pid (qemu runs under
+#       timeout(1), which leaves the caller's process group: kill it by pid).
+#       With DMERA_AGENT_CHANNEL=PATH (FIFOs PATH.in and PATH.out, made by the
+#       caller) the guest also gets a virtio-serial port named "agent" wired to
+#       them: guest-agent.sh as SCRIPT then runs the commands guest-exec sends
+#       (a guest that stays up while the host drives it).
 #
 # Environment:
 #   DMERA_VERBOSE=1     show the guest console (kernel messages included)
 #   DMERA_TIMEOUT=120   seconds before qemu is killed
 #   DMERA_MEM=512M      guest memory
+#   DMERA_AGENT_CHANNEL see run above
+#   DMERA_BOOT_TIMEOUT=90 seconds for the guest to start the script; then
+#   DMERA_BOOT_RETRIES=1  it is killed and booted again (that many times)
 set -euo pipefail
 
 ME=guest.sh
@@ -40,7 +49,7 @@ EOF
 # dependencies are resolved with modprobe --show-depends on the unpacked tree.
 WANTED_MODULES=(virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev
   virtio_pci virtio_mmio virtio_blk crc32c_generic libcrc32c dm-mod dm-bufio
-  dm-persistent-data dm-era)
+  dm-persistent-data dm-era virtio_console)
 
 # ---------------------------------------------------------------- prepare ---
 
@@ -235,6 +244,8 @@ fi
 export ORIGIN_DEV META_DEV OUT_DIR DM_DISABLE_UDEV=1 HOME=/tmp
 cd /tmp
 echo "guest-init: kernel $(uname -r); ORIGIN_DEV=$ORIGIN_DEV META_DEV=$META_DEV OUT_DIR=$OUT_DIR" > /tmp/log.head
+# On the console: the host retries a boot that timed out before this line.
+echo "guest-init: running the script"
 if [ "$verbose" = 1 ]; then
   ( sh -e /in/script.sh; echo $? > /tmp/rc ) 2>&1 | tee /tmp/log.body
 else
@@ -319,6 +330,10 @@ cmd_prepare() {
   local cache=$1 deb stamp want
   mkdir -p "$cache" || die "cannot create cache dir $cache"
   cache=$(readlink -f "$cache")
+  # Tests run in parallel: one prepare at a time per cache (the others wait,
+  # then find it built).
+  exec 9> "$cache/.lock"
+  flock 9 || die "cannot lock $cache/.lock"
   ensure_host_tools
   deb=$(ensure_kernel_deb "$cache")
   # The initramfs depends on the kernel, this script and the host binaries.
@@ -376,6 +391,7 @@ cmd_run() {
   local qemu=(timeout --kill-after=5 "${DMERA_TIMEOUT:-120}" qemu-system-x86_64
     -machine microvm,pit=on,pic=on,rtc=on -accel tcg -cpu max -m "${DMERA_MEM:-512M}" -smp 1
     -nodefaults -no-user-config -nographic -no-reboot -serial stdio -monitor none
+    -pidfile "$work/qemu.pid"
     -kernel "$kernel" -initrd "$cache/initramfs.cpio.gz" -append "$append"
     -drive "file=$work/origin.img,format=raw,if=none,id=origin,cache=writeback"
     -device virtio-blk-device,drive=origin,serial=origin
@@ -385,14 +401,49 @@ cmd_run() {
     -device virtio-blk-device,drive=out,serial=out
     -drive "file=$tmp/in.img,format=raw,if=none,id=in,readonly=on"
     -device virtio-blk-device,drive=in,serial=in)
-  local t0=$SECONDS
-  rc=0
-  if [[ $verbose == 1 ]]; then
-    "${qemu[@]}" < /dev/null 2>&1 | tee "$console" || rc=${PIPESTATUS[0]}
-  else
-    "${qemu[@]}" < /dev/null > "$console" 2>&1 || rc=$?
+  if [[ -n ${DMERA_AGENT_CHANNEL:-} ]]; then
+    [[ -p $DMERA_AGENT_CHANNEL.in && -p $DMERA_AGENT_CHANNEL.out ]] \
+      || die "DMERA_AGENT_CHANNEL: $DMERA_AGENT_CHANNEL.in and .out must be FIFOs (mkfifo)"
+    # shellcheck disable=SC2054 # commas belong to qemu options
+    qemu+=(-device virtio-serial-device -chardev "pipe,id=agent,path=$DMERA_AGENT_CHANNEL"
+      -device virtserialport,chardev=agent,name=agent)
   fi
-  say "guest ran $((SECONDS - t0)) s (qemu exit $rc)"
+  local t0 attempt=0 qpid tpid booted boot_timeout=${DMERA_BOOT_TIMEOUT:-90} i
+  while :; do
+    t0=$SECONDS
+    rc=0 booted=0 tpid=
+    : > "$console"
+    "${qemu[@]}" < /dev/null > "$console" 2>&1 &
+    qpid=$!
+    if [[ $verbose == 1 ]]; then
+      tail -n +1 -f --pid="$qpid" "$console" &
+      tpid=$!
+    fi
+    # Boot watchdog: a boot that hangs under TCG (seen on a loaded host)
+    # shows no "running the script" on the console; it has touched no disk,
+    # so it is killed and booted again, DMERA_BOOT_RETRIES times.
+    for ((i = 0; i < boot_timeout * 5; i++)); do
+      if grep -q 'guest-init: running the script' "$console"; then booted=1; break; fi
+      kill -0 "$qpid" 2> /dev/null || break
+      sleep 0.2
+    done
+    if ((!booted)) && kill -0 "$qpid" 2> /dev/null && ((attempt < ${DMERA_BOOT_RETRIES:-1})); then
+      kill "$qpid" 2> /dev/null || true # timeout passes the signal on to qemu
+      wait "$qpid" || true
+      [[ -z $tpid ]] || wait "$tpid" || true
+      attempt=$((attempt + 1))
+      say "the guest did not start the script within $boot_timeout s (a boot hang?); booting again ($attempt)"
+      say "console (last 10 lines):"; tail -n 10 "$console" >&2
+      rm -f "$work/out.img" "$work/qemu.pid"
+      truncate -s 64M "$work/out.img"
+      continue
+    fi
+    wait "$qpid" || rc=$?
+    [[ -z $tpid ]] || wait "$tpid" || true
+    rm -f "$work/qemu.pid"
+    say "guest ran $((SECONDS - t0)) s (qemu exit $rc)"
+    break
+  done
   if [[ $rc -eq 124 || $rc -eq 137 ]]; then
     say "console (last 40 lines of $console):"; tail -n 40 "$console" >&2
     die "guest timed out after ${DMERA_TIMEOUT:-120} s (DMERA_VERBOSE=1 shows the console)"
