@@ -29,7 +29,7 @@ void t.test('every program has a page, installed by package.json', (t) => {
 
 void t.test('man renders every page without complaint', { skip: !have('man') && 'man is not installed' }, (t) => {
   for (const page of pkg.man) {
-    const env = { ...process.env, MANWIDTH: '80', LANG: 'C.UTF-8' }
+    const env: NodeJS.ProcessEnv = { ...process.env, MANWIDTH: '80', LANG: 'C.UTF-8' }
     delete env.MAN_KEEP_FORMATTING
     const r = spawnSync('man', ['-l', join(ROOT, page)], { encoding: 'utf8', env })
     t.equal(r.status, 0, `${page}: ${r.stderr}`)
