@@ -153,7 +153,8 @@ img=$(rquote "$REMOTE_IMAGE")
 patch=$remote_bpatch
 undo=
 if [[ $REMOTE_UNDO_DIR != none ]]; then
-  undo=$REMOTE_UNDO_DIR/$(basename -- "$REMOTE_IMAGE").$(date -u +%Y%m%dT%H%M%SZ).undo
+  # Down to the nanosecond: two runs within a second must not share an undo file.
+  undo=$REMOTE_UNDO_DIR/$(basename -- "$REMOTE_IMAGE").$(date -u +%Y%m%dT%H%M%S.%NZ).undo
   patch="mkdir -p -- $(rquote "$REMOTE_UNDO_DIR") && $patch --undo $(rquote "$undo")"
 fi
 [[ $REMOTE_SPOOL_DIR == none ]] || patch+=" --spool $(rquote "$REMOTE_SPOOL_DIR")"
