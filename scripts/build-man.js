@@ -3,6 +3,7 @@
 // (man/era-copy.1.md -> man/era-copy.1). The roff pages are committed, so a
 // checkout renders with `man -l man/era-copy.1` without a build.
 // `--check` only compares, and fails when a page is out of date.
+// `--dir DIR` works on another directory of pages than man/.
 import { execFileSync } from 'node:child_process'
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
@@ -11,14 +12,16 @@ import { fileURLToPath } from 'node:url'
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const { version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))
 const check = process.argv.includes('--check')
+const dirAt = process.argv.indexOf('--dir')
+const manDir = dirAt >= 0 ? process.argv[dirAt + 1] : join(root, 'man')
 // A fixed date keeps the pages reproducible; move it on at each release.
 const DATE = '2026-11-22'
 
 let stale = 0
-for (const file of readdirSync(join(root, 'man'))
-  .filter((f) => f.endsWith('.md'))
+for (const file of readdirSync(manDir)
+  .filter((f) => /\.\d\.md$/.test(f))
   .sort()) {
-  const section = /\.(\d)\.md$/.exec(file)?.[1] ?? '1'
+  const section = file.slice(-4, -3)
   const roff = execFileSync(
     process.execPath,
     [
@@ -32,11 +35,11 @@ for (const file of readdirSync(join(root, 'man'))
       '--date',
       DATE,
       '--no-breaks',
-      join(root, 'man', file),
+      join(manDir, file),
     ],
     { encoding: 'utf8' },
   )
-  const out = join(root, 'man', file.slice(0, -3))
+  const out = join(manDir, file.slice(0, -3))
   let old = ''
   try {
     old = readFileSync(out, 'utf8')

@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process'
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { ROOT, have, run } from './lib/run.js'
@@ -15,6 +15,27 @@ const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
 void t.test('the roff pages are built from the current markdown', (t) => {
   const r = spawnSync(process.execPath, [join(ROOT, 'scripts', 'build-man.js'), '--check'], { encoding: 'utf8' })
   t.equal(r.status, 0, r.stderr)
+  t.end()
+})
+
+void t.test('build-man writes a page that is missing or out of date; --check only says so', (t) => {
+  const dir = t.testdir({ 'x.1.md': '# x(1) -- a test page\n\n## NAME\n\nx\n', 'README.md': 'not a page\n' })
+  const build = (...args: string[]) =>
+    spawnSync(process.execPath, [join(ROOT, 'scripts', 'build-man.js'), '--dir', dir, ...args], { encoding: 'utf8' })
+  let r = build('--check')
+  t.equal(r.status, 1, 'a page not built yet is out of date')
+  t.match(r.stderr, /x\.1 is out of date: run npm run man/)
+  t.notOk(existsSync(join(dir, 'x.1')), '--check writes nothing')
+  r = build()
+  t.equal(r.status, 0, r.stderr)
+  t.match(r.stdout, /wrote .*x\.1/)
+  t.match(readFileSync(join(dir, 'x.1'), 'utf8'), /\.TH "X" "1"/)
+  t.notOk(existsSync(join(dir, 'README')), 'only NAME.SECTION.md files are pages')
+  r = build('--check')
+  t.equal(r.status, 0, 'up to date')
+  writeFileSync(join(dir, 'x.1.md'), '# x(1) -- a test page\n\n## NAME\n\nx, changed\n')
+  r = build('--check')
+  t.equal(r.status, 1, 'a changed source makes the page out of date')
   t.end()
 })
 
