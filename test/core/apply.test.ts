@@ -155,6 +155,9 @@ void t.test('an incremental stream that would resize the target is a conflict', 
     message: /cut at byte .*1024 records were applied.*is incomplete/,
   })
   await t.rejects(apply(cut, target), { code: 'ECONFLICT' }, 'without the journal: refused')
+  const other = join(dir, 'not-a-journal')
+  writeFileSync(other, 'hello')
+  await t.rejects(apply(cut, target, { undo: other }), { code: 'ECONFLICT' }, 'with a file that is no journal: refused')
   await apply(cut, target, { undo })
   sameBytes(t, readFileSync(target), narrow, 'continued to the end')
   await apply(readFileSync(undo), target)
