@@ -274,3 +274,23 @@ void t.test('a terminal on stdin is refused', { skip: !have('script') && 'script
   }
   t.notOk(existsSync(target))
 })
+
+void t.test('standard input: a file is read whole from where it stands, a closed one is empty', async (t) => {
+  const dir = t.testdir()
+  const { data, full } = await fixture(dir, 40 * BLOCK + 7)
+  const stream = join(dir, 'stream')
+  // Ahead of the stream, bytes another program read first from the same open file.
+  writeFileSync(stream, Buffer.concat([Buffer.from('skip me\n'), full]))
+  const target = join(dir, 't.img')
+  const node = JSON.stringify(process.execPath)
+  const bin = JSON.stringify(binPath('era-apply'))
+  let r = await runCommand('bash', [
+    '-c',
+    `(head -c 8 >/dev/null; ${node} ${bin} ${JSON.stringify(target)}) < ${JSON.stringify(stream)}`,
+  ])
+  t.equal(r.status, 0, r.stderr.toString())
+  t.ok(readFileSync(target).equals(data), 'applied from a file on stdin')
+  r = await runCommand('bash', ['-c', `${node} ${bin} --check <&-`])
+  t.equal(r.status, 1)
+  t.match(r.stderr.toString(), /era-apply: empty input: no stream at all/)
+})

@@ -21,7 +21,7 @@ import {
   parseBlockSize,
   parseSeed,
   randomSeed,
-  refuseTerminalInput,
+  standardInput,
   refuseTerminalOutput,
   runMain,
   type Device,
@@ -70,8 +70,7 @@ that differ, for bpatch.`,
       old = openSource(args.base)
       base = localBase(hash, old, blockSize, seed)
     } else {
-      refuseTerminalInput(process.stdin, 'a digest stream from bsum')
-      base = await streamBase(hash, process.stdin)
+      base = await streamBase(hash, standardInput('a digest stream from bsum'))
     }
     await run(hash, source, base, args['digests-out'], args.progress)
   } finally {

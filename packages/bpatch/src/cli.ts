@@ -1,12 +1,5 @@
 #!/usr/bin/env node
-import {
-  applyStream,
-  commandLine,
-  onePositional,
-  refuseTerminalInput,
-  runMain,
-  withApplyOptions,
-} from '@blockpipe/core'
+import { applyStream, commandLine, onePositional, standardInput, runMain, withApplyOptions } from '@blockpipe/core'
 
 const PROGRAM = 'bpatch'
 
@@ -32,8 +25,12 @@ data the delta was made against, it is written; anything else is a conflict
     .parseSync()
 
   const target = onePositional(args, 'TARGET')
-  refuseTerminalInput(process.stdin, 'a delta stream from bdiff')
-  await applyStream(process.stdin, { ...args, program: PROGRAM, target, stderr: process.stderr })
+  await applyStream(standardInput('a delta stream from bdiff'), {
+    ...args,
+    program: PROGRAM,
+    target,
+    stderr: process.stderr,
+  })
 }
 
 await runMain(PROGRAM, () => main(process.argv.slice(2)))

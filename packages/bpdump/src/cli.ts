@@ -21,7 +21,7 @@ import {
   listEraRange,
   recordDigests,
   recordJson,
-  refuseTerminalInput,
+  standardInput,
   runMain,
   sniffEraRange,
   summaryJson,
@@ -57,8 +57,7 @@ a corrupt or cut stream is listed up to the damage, then $0 fails (exit 1).`,
   const file = files[0] ?? '-'
   let input: ByteSource
   if (file === '-') {
-    refuseTerminalInput(process.stdin, 'a stream')
-    input = process.stdin
+    input = standardInput('a stream')
   } else {
     input = readFile(file)
   }

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import type { Readable } from 'node:stream'
 import {
   DEFAULT_CHUNK_SIZE,
   MAX_CHUNK_SIZE,
@@ -14,7 +15,7 @@ import {
   parseSeed,
   randomSeed,
   readChunks,
-  refuseTerminalInput,
+  standardInput,
   refuseTerminalOutput,
   runMain,
 } from '@blockpipe/core'
@@ -63,10 +64,11 @@ chunk with xxh64 and writes a blockpipe digest stream, for bdiff.`,
   if (!args.text) refuseTerminalOutput(process.stdout)
   const hash = await loadHash()
   const dev = source === '-' ? undefined : openSource(source)
+  let input: Readable | undefined
   try {
     if (dev !== undefined) size = dev.size
     else {
-      refuseTerminalInput(process.stdin, 'the data to digest')
+      input = standardInput('the data to digest')
       if (size === undefined && !args.text) {
         throw new UsageError('reading standard input, bsum needs its length for the stream header: give --size BYTES')
       }
@@ -82,7 +84,7 @@ chunk with xxh64 and writes a blockpipe digest stream, for bdiff.`,
     const sink = args.text
       ? textSink(hash, (line) => out.write(Buffer.from(line)), options)
       : await streamSink(hash, out, options)
-    const chunks = dev === undefined ? rechunk(process.stdin, blockSize) : deviceChunks(dev, blockSize)
+    const chunks = dev === undefined ? rechunk(input as Readable, blockSize) : deviceChunks(dev, blockSize)
     const total = await sum(hash, chunks, sink, options)
     await out.close()
     options.progress?.finish(total)

@@ -5,7 +5,7 @@ import {
   commandLine,
   describeSummary,
   onePositional,
-  refuseTerminalInput,
+  standardInput,
   runMain,
   verifyStream,
   withApplyOptions,
@@ -42,14 +42,12 @@ is synced before $0 exits 0.`,
 
   if (args.check) {
     if (args._.length > 0) throw new UsageError('--check takes no TARGET')
-    refuseTerminalInput(process.stdin, 'a blockpipe stream')
-    const summary = await verifyStream(process.stdin)
+    const summary = await verifyStream(standardInput('a blockpipe stream'))
     process.stdout.write(`${describeSummary(summary).join('\n')}\n`)
     return
   }
   const target = onePositional(args, 'TARGET')
-  refuseTerminalInput(process.stdin, 'a blockpipe stream')
-  await applyStream(process.stdin, { ...args, program: PROGRAM, target, stderr: process.stderr })
+  await applyStream(standardInput('a blockpipe stream'), { ...args, program: PROGRAM, target, stderr: process.stderr })
 }
 
 await runMain(PROGRAM, () => main(process.argv.slice(2)))

@@ -14,7 +14,7 @@ import {
   loadHash,
   openSource,
   parseBlockSize,
-  refuseTerminalInput,
+  standardInput,
   refuseTerminalOutput,
   runMain,
 } from '@blockpipe/core'
@@ -96,8 +96,7 @@ output, for era-apply to write elsewhere.`,
       const nrBlocks = Math.ceil(dev.size / blockSize)
       if (nrBlocks > 0) spool.add({ begin: 0, end: nrBlocks })
     } else if (thin) {
-      refuseTerminalInput(process.stdin, 'thin_delta XML')
-      const info = await readThinDelta(process.stdin, (range) => {
+      const info = await readThinDelta(standardInput('thin_delta XML'), (range) => {
         listed = range.end
         if (range.kind === 'left_only') unmapped.add(range)
         else if (range.kind !== 'same') spool.add(range)
@@ -105,8 +104,7 @@ output, for era-apply to write elsewhere.`,
       blockSize = thinBlockSize(info, givenBlockSize)
       right = info.right
     } else {
-      refuseTerminalInput(process.stdin, 'era_invalidate XML')
-      for await (const batch of eraInvalidateRanges(process.stdin)) {
+      for await (const batch of eraInvalidateRanges(standardInput('era_invalidate XML'))) {
         for (const range of batch) spool.add(range)
       }
       listed = spool.end
