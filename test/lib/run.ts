@@ -28,6 +28,8 @@ export interface RunOptions {
   inputFile?: string
   cwd?: string
   env?: Record<string, string>
+  /** The child's whole environment, instead of this process's with `env` over it. */
+  fullEnv?: NodeJS.ProcessEnv
 }
 
 /** Runs a blockpipe binary to completion. */
@@ -40,7 +42,7 @@ export function runCommand(command: string, args: string[], options: RunOptions 
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, {
       cwd: options.cwd,
-      env: { ...process.env, ...options.env },
+      env: options.fullEnv ?? { ...process.env, ...options.env },
       stdio: ['pipe', 'pipe', 'pipe'],
     })
     const out: Buffer[] = []

@@ -2,7 +2,6 @@
 // the real writer, a seed that reproduces a run, temporary directories, and
 // the binaries spawned many at a time.
 
-import { spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -10,7 +9,7 @@ import type { Test } from 'tap'
 import { StreamKind } from '../../packages/core/src/format.js'
 import { StreamParser } from '../../packages/core/src/parse.js'
 import { isZero } from '../../packages/core/src/zero.js'
-import { binPath, type RunResult } from '../lib/run.js'
+import { binPath, runCommand, type RunResult } from '../lib/run.js'
 import { build as buildStream, hash } from '../core/streams.js'
 
 export { buildStream, hash }
@@ -129,29 +128,15 @@ export function childEnv(cover: boolean, extra: Record<string, string> = {}): No
 
 /** Runs a blockpipe binary to completion with `input` on stdin. */
 export function runTool(program: string, args: string[], options: SpawnOptions = {}): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const argv = [process.execPath, binPath(program), ...args]
-    const [command, ...rest] =
-      options.fileSizeLimit === undefined
-        ? argv
-        : ['bash', '-c', `ulimit -f ${options.fileSizeLimit}; exec "$@"`, 'bash', ...argv]
-    const child = spawn(command as string, rest, {
-      env: childEnv(options.cover !== false, options.env),
-      cwd: options.cwd,
-      stdio: ['pipe', 'pipe', 'pipe'],
-    })
-    const out: Buffer[] = []
-    const err: Buffer[] = []
-    child.stdout.on('data', (b: Buffer) => out.push(b))
-    child.stderr.on('data', (b: Buffer) => err.push(b))
-    child.on('error', reject)
-    child.stdin.on('error', () => {
-      // The program may stop reading early; its status tells.
-    })
-    child.stdin.end(options.input)
-    child.on('close', (status, signal) =>
-      resolve({ status, signal, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString() }),
-    )
+  const argv = [process.execPath, binPath(program), ...args]
+  const [command, ...rest] =
+    options.fileSizeLimit === undefined
+      ? argv
+      : ['bash', '-c', `ulimit -f ${options.fileSizeLimit}; exec "$@"`, 'bash', ...argv]
+  return runCommand(command as string, rest, {
+    input: options.input,
+    cwd: options.cwd,
+    fullEnv: childEnv(options.cover !== false, options.env),
   })
 }
 
