@@ -130,7 +130,8 @@ async function idle(pid: number): Promise<void> {
  * What a power loss could add to a kill: target writes made after the last
  * journal sync reach the disk in part, in any order. Parts of the regions the
  * journal holds go back to their old contents (the journal has them), parts
- * of the target past its old end go back to holes. Nothing else may differ:
+ * of the target past its old end go back to holes, and a truncate of its
+ * tail (journaled first) may be lost whole. Nothing else may differ:
  * no write precedes the journal of its region. Returns the regions torn.
  */
 function tear(target: string, undo: string, rand: () => number): number {
@@ -149,14 +150,25 @@ function tear(target: string, undo: string, rand: () => number): number {
   if (parser.header === undefined || parser.done) return 0 // no write yet, or all synced
   const fd = openSync(target, 'r+')
   let torn = 0
+  const oldData = (rec: StreamRecord, from: number, to: number): Buffer =>
+    rec.type === 'DATA' ? rec.payload.subarray(from - rec.offset, to - rec.offset) : Buffer.alloc(to - from)
   try {
+    const shrunkTo = fstatSync(fd).size
     for (const rec of records) {
-      if (rand() > 0.4) continue
-      const from = rec.offset + Math.floor(rand() * rec.length)
-      const to = from + 1 + Math.floor(rand() * (rec.offset + rec.length - from))
-      const old =
-        rec.type === 'DATA' ? rec.payload.subarray(from - rec.offset, to - rec.offset) : Buffer.alloc(to - from)
-      writeSync(fd, old, 0, old.length, from)
+      // Past the end of a shrunk target: a truncate reaches the disk whole or not at all (below).
+      if (rec.offset >= shrunkTo || rand() > 0.4) continue
+      const end = Math.min(rec.offset + rec.length, shrunkTo)
+      const from = rec.offset + Math.floor(rand() * (end - rec.offset))
+      const to = from + 1 + Math.floor(rand() * (end - from))
+      writeSync(fd, oldData(rec, from, to), 0, to - from, from)
+      torn++
+    }
+    if (shrunkTo < parser.header.size && rand() < 0.5) {
+      // The truncate is lost: the old size and the old tail, which the journal holds, are back.
+      for (const rec of records) {
+        if (rec.offset >= shrunkTo)
+          writeSync(fd, oldData(rec, rec.offset, rec.offset + rec.length), 0, rec.length, rec.offset)
+      }
       torn++
     }
     const size = fstatSync(fd).size
