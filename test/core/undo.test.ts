@@ -4,13 +4,13 @@ import t from 'tap'
 import { openTarget, close, type Target } from '../../packages/core/src/device.js'
 import { HEADER_SIZE, StreamKind, type StreamHeader } from '../../packages/core/src/format.js'
 import { StreamParser } from '../../packages/core/src/parse.js'
-import { UndoJournal, streamId, syncDirectory } from '../../packages/core/src/undo.js'
 import { randomBytes } from '../lib/data.js'
 import { blockStream, deltaStream, fullStream, hash, recordEnds, sameBytes, tempDir, textSink } from '../safety/lib.js'
 
 // One journal sync per record, so that a stream cut after any record leaves
-// a target that was written to: the engine reads this when it is loaded.
+// a target that was written to: undo.js reads this when it is loaded.
 process.env.BLOCKPIPE_UNDO_BATCH_RECORDS = '1'
+const { UndoJournal, streamId, syncDirectory } = await import('../../packages/core/src/undo.js')
 const { applyStream } = await import('../../packages/core/src/apply.js')
 
 type Options = Parameters<typeof applyStream>[1]

@@ -1,8 +1,7 @@
 import {
-  CorruptStreamError,
   DigestReader,
   StreamReader,
-  TruncatedStreamError,
+  isStreamError,
   isZero,
   readChunks,
   type ByteSource,
@@ -46,7 +45,7 @@ async function fromDigestStream<T>(promise: Promise<T>): Promise<T> {
   try {
     return await promise
   } catch (err) {
-    if (err instanceof CorruptStreamError || err instanceof TruncatedStreamError) {
+    if (isStreamError(err)) {
       err.message = `the digest stream on standard input: ${err.message}`
     }
     throw err

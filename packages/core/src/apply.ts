@@ -1,19 +1,20 @@
-import { rmSync, statSync } from 'node:fs'
+import { rmSync } from 'node:fs'
 import {
   close,
-  describeOpenError,
   openSource,
   openTarget,
   readAt,
   resize,
   sync,
+  targetState,
   writeAt,
   type Device,
   type Target,
+  type TargetState,
 } from './device.js'
 import { applyEraRange } from './erarange-apply.js'
 import { sniffEraRange } from './erarange.js'
-import { BlockpipeError, ConflictError, CorruptStreamError, TruncatedStreamError, UsageError } from './errors.js'
+import { BlockpipeError, ConflictError, UsageError, extendStreamError, isStreamError } from './errors.js'
 import { KIND_NAMES, RECORD_FLAG_BASE, StreamKind, isFull, type EndInfo, type StreamHeader } from './format.js'
 import { loadHash, type Hash64 } from './hash.js'
 import type { StreamRecord } from './parse.js'
@@ -21,7 +22,7 @@ import { Progress } from './progress.js'
 import { StreamReader, type ByteSource } from './read.js'
 import { formatBytes } from './size.js'
 import { createSpool, fileChunks, tee } from './spool.js'
-import { UndoJournal, syncDirectory } from './undo.js'
+import { UNDO_BATCH_BYTES, UNDO_BATCH_RECORDS, UndoJournal, syncDirectory } from './undo.js'
 import { isZero, zeros } from './zero.js'
 
 // The apply engine behind era-apply and bpatch. Records are checked as they
@@ -66,10 +67,6 @@ export interface ApplyResult {
   created: boolean
 }
 
-/** Batches of target writes wait for their old contents to reach the journal. */
-const UNDO_BATCH_BYTES = 32 * 1024 * 1024
-// Tests set a small batch to put many journal syncs into a small stream.
-const UNDO_BATCH_RECORDS = Number(process.env.BLOCKPIPE_UNDO_BATCH_RECORDS) || 1024
 const ZERO_PIECE = 1024 * 1024
 
 export async function applyStream(input: ByteSource, options: ApplyOptions): Promise<ApplyResult> {
@@ -89,31 +86,6 @@ export async function applyStream(input: ByteSource, options: ApplyOptions): Pro
 }
 
 /** What the target is now, without opening it to write. */
-interface TargetState {
-  exists: boolean
-  size: number
-  blockDevice: boolean
-}
-
-function targetState(path: string): TargetState {
-  let st
-  try {
-    st = statSync(path)
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { exists: false, size: 0, blockDevice: false }
-    throw new BlockpipeError('EDEVICE', `${describeOpenError(err as NodeJS.ErrnoException, path)}; nothing was written`)
-  }
-  if (st.isFile()) return { exists: true, size: st.size, blockDevice: false }
-  if (!st.isBlockDevice()) {
-    throw new BlockpipeError('EDEVICE', `${path}: not a regular file or block device; nothing was written`)
-  }
-  // Opened the way the apply will open it (exclusively): a mounted or busy
-  // device is refused now, not after a whole stream has been spooled.
-  const dev = openTarget(path, { create: false })
-  close(dev)
-  return { exists: true, size: dev.size, blockDevice: true }
-}
-
 /** Refuses a stream this program must not apply, or a target it does not fit, before anything is written. */
 function preflight(header: StreamHeader, state: TargetState, options: ApplyOptions, resuming: () => boolean): void {
   const { program, target } = options
@@ -255,22 +227,15 @@ function needsBaseChecks(header: StreamHeader, options: ApplyOptions): boolean {
   return header.kind === StreamKind.DELTA && options.force !== true
 }
 
-function isStreamError(err: unknown): err is TruncatedStreamError | CorruptStreamError {
-  return err instanceof TruncatedStreamError || err instanceof CorruptStreamError
-}
-
 /**
  * A stream or I/O error says what state it left the target in, and what to
  * do about it. Refusals and conflicts say that themselves.
  */
 function annotate(err: unknown, state: string, advice = ''): unknown {
-  const message = (e: Error): string => `${e.message}: ${state}${advice}`
-  if (isStreamError(err)) {
-    return err instanceof TruncatedStreamError
-      ? new TruncatedStreamError(message(err), err.position)
-      : new CorruptStreamError(err.code as 'ECORRUPT' | 'EBADSTREAM', message(err), err.position)
+  if (isStreamError(err)) return extendStreamError(err, `: ${state}${advice}`)
+  if (err instanceof BlockpipeError && err.code === 'EDEVICE') {
+    return new BlockpipeError('EDEVICE', `${err.message}: ${state}${advice}`)
   }
-  if (err instanceof BlockpipeError && err.code === 'EDEVICE') return new BlockpipeError('EDEVICE', message(err))
   return err
 }
 

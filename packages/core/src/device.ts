@@ -7,6 +7,7 @@ import {
   openSync,
   readFileSync,
   readSync,
+  statSync,
   writeSync,
   type BigIntStats,
 } from 'node:fs'
@@ -150,6 +151,33 @@ export function openTarget(path: string, options: TargetOptions): Target {
     throw new BlockpipeError('EDEVICE', `${path}: not a regular file or block device`)
   }
   return { path, fd, size: sizeOf(fd, st, path), blockDevice: st.isBlockDevice(), existed }
+}
+
+/** What an apply finds at its target path before it opens it. */
+export interface TargetState {
+  exists: boolean
+  size: number
+  blockDevice: boolean
+}
+
+/** Looks at a target before anything is written: refusals come before a stream is read or spooled. */
+export function targetState(path: string): TargetState {
+  let st
+  try {
+    st = statSync(path)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { exists: false, size: 0, blockDevice: false }
+    throw new BlockpipeError('EDEVICE', `${describeOpenError(err as NodeJS.ErrnoException, path)}; nothing was written`)
+  }
+  if (st.isFile()) return { exists: true, size: st.size, blockDevice: false }
+  if (!st.isBlockDevice()) {
+    throw new BlockpipeError('EDEVICE', `${path}: not a regular file or block device; nothing was written`)
+  }
+  // Opened the way the apply will open it (exclusively): a mounted or busy
+  // device is refused now, not after a whole stream has been spooled.
+  const dev = openTarget(path, { create: false })
+  close(dev)
+  return { exists: true, size: dev.size, blockDevice: true }
 }
 
 /** Reads up to `length` bytes at `position`; fewer only at the end of the file. */

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
-import { existsSync, statSync, unlinkSync } from 'node:fs'
+import { existsSync, unlinkSync } from 'node:fs'
 import type { ApplyOptions, ApplyResult } from './apply.js'
-import { close, describeOpenError, openTarget, resize, sync, writeAt, type Target } from './device.js'
+import { close, openTarget, resize, sync, targetState, writeAt, type Target } from './device.js'
 import {
   EraRangeParser,
   listEraRange,
@@ -10,14 +10,14 @@ import {
   type EraRangeRecord,
   type EraRangeSummary,
 } from './erarange.js'
-import { BlockpipeError, CorruptStreamError, TruncatedStreamError, UsageError } from './errors.js'
+import { BlockpipeError, UsageError, extendStreamError, isStreamError } from './errors.js'
 import { StreamKind, type StreamHeader } from './format.js'
 import type { Hash64 } from './hash.js'
 import { Progress } from './progress.js'
 import type { ByteSource } from './read.js'
 import { formatBytes } from './size.js'
 import { createSpool, fileChunks, tee } from './spool.js'
-import { UndoJournal, type UndoTarget } from './undo.js'
+import { UNDO_BATCH_BYTES, UNDO_BATCH_RECORDS, UndoJournal } from './undo.js'
 import { isZero } from './zero.js'
 
 // Applying an ERARANGE stream (era-apply and bpatch, when the input starts
@@ -35,11 +35,6 @@ import { isZero } from './zero.js'
 // never continued by a re-run (nothing identifies the stream): after an
 // interrupted apply, roll it back first.
 
-/** Batches of target writes wait for their old contents to reach the journal. */
-const UNDO_BATCH_BYTES = 32 * 1024 * 1024
-// Tests set a small batch to put many journal syncs into a small stream (as apply.ts does).
-const UNDO_BATCH_PIECES = Number(process.env.BLOCKPIPE_UNDO_BATCH_RECORDS) || 1024
-
 export async function applyEraRange(hash: Hash64, input: ByteSource, options: ApplyOptions): Promise<ApplyResult> {
   options.stderr?.write(
     `${options.program}: warning: this is a stream of the original era_copy (ERARANGE records): it has no` +
@@ -47,7 +42,8 @@ export async function applyEraRange(hash: Hash64, input: ByteSource, options: Ap
   )
   if (options.spool === undefined) return applyRecords(hash, input, options, undefined)
   const header = legacyHeader(0)
-  if (options.undo !== undefined) UndoJournal.check(hash, options.undo, header, stateOf(options.target))
+  if (options.undo !== undefined)
+    UndoJournal.check(hash, options.undo, header, { path: options.target, ...targetState(options.target) })
   const spool = createSpool(options.spool, options.program)
   try {
     let known: EraRangeSummary
@@ -60,21 +56,6 @@ export async function applyEraRange(hash: Hash64, input: ByteSource, options: Ap
   } finally {
     spool.close()
   }
-}
-
-function stateOf(path: string): UndoTarget {
-  let st
-  try {
-    st = statSync(path)
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { path, exists: false, size: 0, blockDevice: false }
-    throw new BlockpipeError('EDEVICE', `${describeOpenError(err as NodeJS.ErrnoException, path)}; nothing was written`)
-  }
-  if (!st.isBlockDevice()) return { path, exists: true, size: st.size, blockDevice: false }
-  // Opened as the apply opens it (exclusively): a busy device is refused before the stream is spooled.
-  const dev = openTarget(path, { create: false })
-  close(dev)
-  return { path, exists: true, size: dev.size, blockDevice: true }
 }
 
 /** What the apply engine and the undo journal know of a stream: an ERARANGE stream has no header. */
@@ -95,16 +76,9 @@ function legacyHeader(size: number): StreamHeader {
   }
 }
 
-function isStreamError(err: unknown): err is TruncatedStreamError | CorruptStreamError {
-  return err instanceof TruncatedStreamError || err instanceof CorruptStreamError
-}
-
 /** A stream error, with what state the target was left in. */
 function withState(err: unknown, state: string): unknown {
-  if (!isStreamError(err)) return err
-  return err instanceof TruncatedStreamError
-    ? new TruncatedStreamError(`${err.message}: ${state}`, err.position)
-    : new CorruptStreamError(err.code as 'ECORRUPT' | 'EBADSTREAM', `${err.message}: ${state}`, err.position)
+  return isStreamError(err) ? extendStreamError(err, `: ${state}`) : err
 }
 
 async function applyRecords(
@@ -230,7 +204,7 @@ class LegacyApplier {
     } else {
       this.#pending.push(item)
       this.#pendingBytes += item.data.length
-      if (this.#pendingBytes >= UNDO_BATCH_BYTES || this.#pending.length >= UNDO_BATCH_PIECES) await this.#flush()
+      if (this.#pendingBytes >= UNDO_BATCH_BYTES || this.#pending.length >= UNDO_BATCH_RECORDS) await this.#flush()
     }
   }
 

@@ -81,6 +81,20 @@ export class CorruptStreamError extends BlockpipeError {
   }
 }
 
+export function isStreamError(err: unknown): err is TruncatedStreamError | CorruptStreamError {
+  return err instanceof TruncatedStreamError || err instanceof CorruptStreamError
+}
+
+/** The same stream error with `suffix` added to its message: where it left the target, what to do. */
+export function extendStreamError(
+  err: TruncatedStreamError | CorruptStreamError,
+  suffix: string,
+): TruncatedStreamError | CorruptStreamError {
+  return err instanceof TruncatedStreamError
+    ? new TruncatedStreamError(`${err.message}${suffix}`, err.position)
+    : new CorruptStreamError(err.code as 'ECORRUPT' | 'EBADSTREAM', `${err.message}${suffix}`, err.position)
+}
+
 export function isBlockpipeError(err: unknown): err is BlockpipeError {
   return err instanceof BlockpipeError
 }

@@ -30,6 +30,11 @@ import { isZero } from './zero.js'
 // continued by a re-run of the same stream (the records after its last whole
 // one were never followed by a target write: the sync comes first).
 
+/** Target writes wait in batches for their old contents to reach the journal: one sync per batch. */
+export const UNDO_BATCH_BYTES = 32 * 1024 * 1024
+// Tests set a small batch to put many journal syncs into a small stream.
+export const UNDO_BATCH_RECORDS = Number(process.env.BLOCKPIPE_UNDO_BATCH_RECORDS) || 1024
+
 export interface UndoInit {
   path: string
   /** The stream being applied; its header checksum ties a resumed journal to it. */
