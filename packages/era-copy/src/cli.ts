@@ -8,6 +8,7 @@ import {
   UsageError,
   producerMetadata,
   WritableSink,
+  close,
   commandLine,
   onePositional,
   formatBytes,
@@ -19,8 +20,10 @@ import {
   runMain,
 } from '@blockpipe/core'
 import { ExtentCopier } from './copy.js'
+import { DATTO_BLOCK, readDattoBlocks, readDattoHeader } from './datto-cow.js'
 import { eraInvalidateRanges } from './era-invalidate.js'
 import { RangeSpool } from './range-spool.js'
+import { readSnapshotChunks, readSnapshotHeader } from './snapshot-cow.js'
 import { mergeRanges, readThinDelta, thinBlockSize } from './thin-delta.js'
 import { XmlInputError } from './xml-events.js'
 
@@ -32,11 +35,20 @@ async function main(argv: string[]): Promise<void> {
     argv,
     `Usage: $0 [-b SIZE] DEVICE < era_invalidate.xml > stream
        $0 --thin-delta DEVICE < thin_delta.xml > stream
+       $0 --snapshot-cow COW_DEVICE ORIGIN > stream
+       $0 --datto-cow COW_FILE SNAPSHOT_DEVICE > stream
        $0 --all [-b SIZE] DEVICE > stream
 
-Copies the blocks of DEVICE that era_invalidate lists as written (or that
-thin_delta lists as changed) into a blockpipe block stream on standard
-output, for era-apply to write elsewhere.`,
+Copies the blocks of DEVICE that changed into a blockpipe block stream on
+standard output, for era-apply to write elsewhere. What changed comes from
+one of these sources:
+  era_invalidate XML   dm-era: the blocks written since an era (the default)
+  --thin-delta         thin_delta XML: LVM thin snapshots
+  --snapshot-cow       the exception store of an old-style LVM (dm-snapshot)
+                       snapshot: the origin's chunks changed since it was taken
+  --datto-cow          a dattobd COW file: the blocks changed until the
+                       snapshot after it
+  --all                none: every block (the first, full copy)`,
   )
     .option('block-size', {
       alias: 'b',
@@ -57,6 +69,14 @@ output, for era-apply to write elsewhere.`,
       default: false,
       describe: 'read thin_delta XML (LVM thin snapshots): the block size is its data_block_size',
     })
+    .option('snapshot-cow', {
+      type: 'string',
+      describe: 'the -cow device of an LVM snapshot: copy the chunks of ORIGIN changed since it was taken',
+    })
+    .option('datto-cow', {
+      type: 'string',
+      describe: 'the COW file of the previous dattobd snapshot: copy the blocks it marks as changed',
+    })
     .option('format', {
       choices: ['blockpipe', 'erarange'],
       default: 'blockpipe',
@@ -66,12 +86,33 @@ output, for era-apply to write elsewhere.`,
     .example('era_invalidate --written-since 7 /dev/meta | $0 -b 128 /dev/mapper/vm_era > incr.bps', '')
     .example('$0 --all -b 128 /dev/mapper/vm_era | gzip > full.bps.gz', '')
     .example('thin_delta -m --snap1 12 --snap2 13 /dev/mapper/pool_tmeta | $0 --thin-delta /dev/vg/snap13', '')
+    .example('$0 --snapshot-cow /dev/mapper/vg-mon-cow /dev/vg/tue > incr.bps', '')
+    .example('$0 --datto-cow /var/backup/.datto-cow.1 /dev/datto0 > incr.bps', '')
     .parseSync()
 
-  const path = onePositional(args, 'DEVICE')
+  const snapshotCow = args['snapshot-cow']
+  const dattoCow = args['datto-cow']
+  const path = onePositional(
+    args,
+    snapshotCow !== undefined ? 'ORIGIN' : dattoCow !== undefined ? 'SNAPSHOT_DEVICE' : 'DEVICE',
+  )
   const thin = args['thin-delta']
-  if (thin && args.all) throw new UsageError('--thin-delta and --all exclude each other: --all reads no XML')
-  if (args['block-size'] === undefined && !args.all && !thin) {
+  const sources = [
+    args.all && '--all',
+    thin && '--thin-delta',
+    snapshotCow !== undefined && '--snapshot-cow',
+    dattoCow !== undefined && '--datto-cow',
+  ].filter((x) => x !== false)
+  if (sources.length > 1) {
+    throw new UsageError(`${sources.join(' and ')} exclude each other: give one source of the changed blocks`)
+  }
+  const cowSource = sources.find((x) => x === '--snapshot-cow' || x === '--datto-cow')
+  if (cowSource !== undefined && (args['block-size'] !== undefined || args['written-since'] !== undefined)) {
+    throw new UsageError(
+      `${cowSource} takes neither --block-size nor --written-since: the block size comes from the ${cowSource === '--datto-cow' ? 'COW file (4 KiB)' : "store's chunk size"}`,
+    )
+  }
+  if (args['block-size'] === undefined && !args.all && !thin && cowSource === undefined) {
     throw new UsageError('--block-size is required: give the dm-era block size, e.g. -b 128 (sectors) or -b 64K')
   }
   const givenBlockSize = args['block-size'] === undefined ? undefined : parseBlockSize(args['block-size'])
@@ -92,9 +133,35 @@ output, for era-apply to write elsewhere.`,
     /** One past the last block the XML names. */
     let listed = 0
     let right: string | undefined
+    let input = args.all ? 'all' : thin ? 'thin_delta' : 'era_invalidate'
+    const extra: Record<string, string> = {}
     if (args.all) {
       const nrBlocks = Math.ceil(dev.size / blockSize)
       if (nrBlocks > 0) spool.add({ begin: 0, end: nrBlocks })
+    } else if (snapshotCow !== undefined) {
+      const cow = openSource(snapshotCow)
+      try {
+        const store = readSnapshotHeader(cow)
+        blockSize = store.chunkBytes
+        extra.exceptions = String(readSnapshotChunks(cow, store, dev, spool))
+      } finally {
+        close(cow)
+      }
+      input = 'snapshot_cow'
+      extra.cow = snapshotCow
+    } else if (dattoCow !== undefined) {
+      const cow = openSource(dattoCow)
+      try {
+        const info = readDattoHeader(cow, dev)
+        readDattoBlocks(cow, info, dev, spool)
+        blockSize = DATTO_BLOCK
+        extra['datto-seqid'] = info.seqid
+        extra['datto-uuid'] = info.uuid
+      } finally {
+        close(cow)
+      }
+      input = 'datto_cow'
+      extra.cow = dattoCow
     } else if (thin) {
       const info = await readThinDelta(standardInput('thin_delta XML'), (range) => {
         listed = range.end
@@ -119,7 +186,8 @@ output, for era-apply to write elsewhere.`,
     }
     const full = spool.blocks + unmapped.blocks === nrBlocks
     const metadata = producerMetadata(PROGRAM, path)
-    metadata.input = args.all ? 'all' : thin ? 'thin_delta' : 'era_invalidate'
+    metadata.input = input
+    Object.assign(metadata, extra)
     if (writtenSince !== undefined) metadata['written-since'] = writtenSince
     const sink = new WritableSink(process.stdout)
     const writer =

@@ -1,8 +1,8 @@
-import { closeSync, openSync, unlinkSync } from 'node:fs'
+import { closeSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { BlockpipeError, FdSink, readAt } from '@blockpipe/core'
+import { FdSink, readAt } from '@blockpipe/core'
 import type { BlockRange } from './era-invalidate.js'
+import { openScratchFile } from './scratch-file.js'
 
 // The block list is read to its end before the first byte of the stream is
 // written, so that a block beyond the device is refused before anything is
@@ -56,18 +56,7 @@ export class RangeSpool {
   }
 
   #spill(): void {
-    if (this.#fd === undefined) {
-      const path = join(this.#dir, `era-copy-ranges-${process.pid}-${Date.now()}`)
-      try {
-        this.#fd = openSync(path, 'wx+', 0o600)
-      } catch (err) {
-        throw new BlockpipeError(
-          'EDEVICE',
-          `cannot create a temporary file for the block list in ${this.#dir}: ${(err as Error).message} (set TMPDIR)`,
-        )
-      }
-      unlinkSync(path)
-    }
+    this.#fd ??= openScratchFile(this.#dir, 'ranges', 'the block list')
     new FdSink(this.#fd, this.#spilled * 16).write(Buffer.from(this.#mem.buffer, 0, this.#count * 16))
     this.#spilled += this.#count
     this.#count = 0
