@@ -49,7 +49,7 @@ EOF
 # dependencies are resolved with modprobe --show-depends on the unpacked tree.
 WANTED_MODULES=(virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev
   virtio_pci virtio_mmio virtio_blk crc32c_generic libcrc32c dm-mod dm-bufio
-  dm-persistent-data dm-era virtio_console)
+  dm-persistent-data dm-era virtio_console loop dm-snapshot)
 
 # ---------------------------------------------------------------- prepare ---
 
