@@ -98,13 +98,16 @@ one of these sources:
   )
   const thin = args['thin-delta']
   const sources = [
-    args.all && '--all',
     thin && '--thin-delta',
+    args.all && '--all',
     snapshotCow !== undefined && '--snapshot-cow',
     dattoCow !== undefined && '--datto-cow',
   ].filter((x) => x !== false)
   if (sources.length > 1) {
-    throw new UsageError(`${sources.join(' and ')} exclude each other: give one source of the changed blocks`)
+    throw new UsageError(
+      `${sources.slice(0, 2).join(' and ')} exclude each other: ` +
+        (args.all ? '--all reads no XML and no COW store' : 'give one source of the changed blocks'),
+    )
   }
   const cowSource = sources.find((x) => x === '--snapshot-cow' || x === '--datto-cow')
   if (cowSource !== undefined && (args['block-size'] !== undefined || args['written-since'] !== undefined)) {
