@@ -154,6 +154,14 @@ void t.test('usage: SNAPSHOT_DEVICE named, no block size', async (t) => {
   }
 })
 
+void t.test('--help lists every source', async (t) => {
+  const help = (await run('era-copy', ['--help'])).stdout.toString()
+  t.match(help, /era-copy --snapshot-cow COW_DEVICE ORIGIN > stream/)
+  t.match(help, /era-copy --datto-cow COW_FILE SNAPSHOT_DEVICE > stream/)
+  t.match(help, /--snapshot-cow +the -cow device of an LVM snapshot/)
+  t.match(help, /--datto-cow +the COW file of the previous dattobd snapshot/)
+})
+
 void t.test('a missing COW file: exit 1', async (t) => {
   const dir = t.testdir()
   writeFileSync(join(dir, 'snap.img'), Buffer.alloc(B))

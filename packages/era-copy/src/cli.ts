@@ -40,15 +40,11 @@ async function main(argv: string[]): Promise<void> {
        $0 --all [-b SIZE] DEVICE > stream
 
 Copies the blocks of DEVICE that changed into a blockpipe block stream on
-standard output, for era-apply to write elsewhere. What changed comes from
-one of these sources:
-  era_invalidate XML   dm-era: the blocks written since an era (the default)
-  --thin-delta         thin_delta XML: LVM thin snapshots
-  --snapshot-cow       the exception store of an old-style LVM (dm-snapshot)
-                       snapshot: the origin's chunks changed since it was taken
-  --datto-cow          a dattobd COW file: the blocks changed until the
-                       snapshot after it
-  --all                none: every block (the first, full copy)`,
+standard output, for era-apply to write elsewhere. Sources of the list of
+changed blocks: era_invalidate XML (dm-era, the default); thin_delta XML
+(LVM thin snapshots); the exception store of an old-style LVM (dm-snapshot)
+snapshot, its -cow device; the COW file a dattobd snapshot left; none with
+--all (the first, full copy).`,
   )
     .option('block-size', {
       alias: 'b',
