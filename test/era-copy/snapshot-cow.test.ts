@@ -65,6 +65,20 @@ void t.test('the end marker in the first area: the changed chunks, merged, in or
   )
 })
 
+void t.test('what follows the end marker is not read, as the kernel does not', async (t) => {
+  const c = setup(t, 16 * 4096, { chunkSectors: 8, changed: [2] })
+  const cow = snapshotStore({ chunkSectors: 8, changed: [2] })
+  // Exception 1 is the end (new_chunk 0); exception 2 would be an error if read.
+  cow.writeBigUInt64LE(999n, 4096 + 32)
+  cow.writeBigUInt64LE(2n, 4096 + 40)
+  writeFileSync(join(c.dir, 'cow.img'), cow)
+  const { records } = await parseStream(await roundTrip(t, c))
+  t.same(
+    records.map((r) => r.offset / 4096),
+    [2],
+  )
+})
+
 void t.test('several metadata areas, the end marker in a later one', async (t) => {
   // 512-byte chunks: 32 exceptions per area; 100 exceptions fill three areas and start a fourth.
   const changed = shuffled(4000, 100, 2)
