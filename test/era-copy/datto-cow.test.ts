@@ -4,6 +4,7 @@ import t, { type Test } from 'tap'
 import { parseStream } from '../integration/bsync-lib.js'
 import { randomBytes } from '../lib/data.js'
 import { run, sh } from '../lib/run.js'
+import { checkDattoSequence, type DattoCow } from '../../packages/era-copy/src/datto-cow.js'
 import { dattoCow, type DattoOptions } from './cow-lib.js'
 
 // era-copy --datto-cow on hand-made dattobd COW files: the image of the
@@ -168,4 +169,39 @@ void t.test('a missing COW file: exit 1', async (t) => {
   const r = await run('era-copy', ['--datto-cow', 'nope', 'snap.img'], { cwd: dir })
   t.equal(r.status, 1)
   t.match(r.stderr, /nope: no such file or device/)
+})
+
+void t.test('a dattobd snapshot device: the COW file must be of the snapshot just before it', (t) => {
+  const dir = t.testdir()
+  const info = join(dir, 'datto-info')
+  const cow: DattoCow = { version: 1, seqid: '7', uuid: 'ab'.repeat(16), indexOnly: true, changed: 0 }
+  const system = (text?: string) => {
+    if (text !== undefined) writeFileSync(info, text)
+    return { info, realpath: (p: string) => (p === 'snap' ? '/dev/datto4' : p) }
+  }
+  const proc = (seq: number, uuid = 'ab'.repeat(16)) =>
+    `{\n\t"version": "0.12.1",\n\t"devices": [\n\t\t{\n\t\t\t"minor": 4,\n\t\t\t"cow_file": "/datto.2",\n` +
+    `\t\t\t"seq_id": ${seq},\n\t\t\t"uuid": "${uuid}",\n\t\t\t"state": 3\n\t\t}\n\t]\n}\n`
+  t.doesNotThrow(() => checkDattoSequence('cow', cow, 'snap', system(proc(8))), 'snapshot 8 after COW file 7')
+  t.doesNotThrow(() => checkDattoSequence('cow', cow, 'image.img', system(proc(3))), 'an image file: nothing to check')
+  t.throws(() => checkDattoSequence('cow', cow, 'snap', system(proc(9))), {
+    code: 'EINPUT',
+    message: /cow is of snapshot 7, snap is snapshot 9: the COW file must be the one just before it \(snapshot 8\)/,
+  })
+  t.throws(() => checkDattoSequence('cow', cow, 'snap', system(proc(8, 'cd'.repeat(16)))), {
+    message: /cow is of the snapshot series abab.*, snap of cdcd.*: not the same device's snapshots/,
+  })
+  t.throws(() => checkDattoSequence('cow', cow, 'snap', system('{"devices": [{"minor": 5}]}')), {
+    message: /has no active snapshot of minor 4: is snap a snapshot\?/,
+  })
+  t.throws(() => checkDattoSequence('cow', cow, 'snap', system('{"devices": [{"minor": 4, "state": 0}]}')), {
+    message: /has no active snapshot of minor 4/,
+  })
+  t.throws(() => checkDattoSequence('cow', cow, 'snap', system('{"devices": [')), {
+    message: /datto-info is not the JSON dattobd writes: cannot check cow/,
+  })
+  t.throws(() => checkDattoSequence('cow', cow, 'snap', { ...system(), info: join(dir, 'none') }), {
+    message: /cannot read .*none to check that cow goes with snap: ENOENT/,
+  })
+  t.end()
 })

@@ -20,7 +20,7 @@ import {
   runMain,
 } from '@blockpipe/core'
 import { ExtentCopier } from './copy.js'
-import { DATTO_BLOCK, readDattoBlocks, readDattoHeader } from './datto-cow.js'
+import { DATTO_BLOCK, checkDattoSequence, readDattoBlocks, readDattoHeader } from './datto-cow.js'
 import { eraInvalidateRanges } from './era-invalidate.js'
 import { RangeSpool } from './range-spool.js'
 import { readSnapshotChunks, readSnapshotHeader } from './snapshot-cow.js'
@@ -152,6 +152,7 @@ snapshot, its -cow device; the COW file a dattobd snapshot left; none with
       const cow = openSource(dattoCow)
       try {
         const info = readDattoHeader(cow, dev)
+        checkDattoSequence(dattoCow, info, path)
         readDattoBlocks(cow, info, dev, spool)
         blockSize = DATTO_BLOCK
         extra['datto-seqid'] = info.seqid

@@ -1,3 +1,4 @@
+import { readFileSync, realpathSync } from 'node:fs'
 import { BlockpipeError, formatBytes, readExactly, type Device } from '@blockpipe/core'
 import type { RangeSpool } from './range-spool.js'
 
@@ -125,4 +126,56 @@ export function readDattoBlocks(cow: Device, info: DattoCow, snapshot: Device, s
     )
   }
   if (snapshot.size % DATTO_BLOCK !== 0) spool.add({ begin: full, end: full + 1 })
+}
+
+/** Where dattobd describes its devices, and how a path is resolved: replaceable for tests. */
+export interface DattoSystem {
+  info: string
+  realpath: (path: string) => string
+}
+
+const SYSTEM: DattoSystem = { info: '/proc/datto-info', realpath: realpathSync }
+
+/**
+ * When SNAPSHOT_DEVICE is a dattobd snapshot (/dev/dattoN), checks what
+ * update-img checks: the COW file is of the same series (uuid) and of the
+ * snapshot just before it (seqid one less). An older COW file lacks the
+ * blocks changed after it, a newer one lists blocks of another interval.
+ */
+export function checkDattoSequence(cowPath: string, cow: DattoCow, snapshotPath: string, system = SYSTEM): void {
+  const device = /^\/dev\/datto(\d+)$/.exec(system.realpath(snapshotPath))
+  // A copy of a snapshot (an image file): dattobd cannot say which it was.
+  if (device === null) return
+  const minor = Number(device[1])
+  let text: string
+  try {
+    text = readFileSync(system.info, 'utf8')
+  } catch (err) {
+    throw new DattoCowError(
+      `cannot read ${system.info} to check that ${cowPath} goes with ${snapshotPath}: ${(err as Error).message}`,
+    )
+  }
+  let devices: { minor?: number; seq_id?: number; uuid?: string }[]
+  try {
+    devices = (JSON.parse(text) as { devices: typeof devices }).devices
+  } catch {
+    throw new DattoCowError(`${system.info} is not the JSON dattobd writes: cannot check ${cowPath}`)
+  }
+  const dev = devices.find((d) => d.minor === minor)
+  if (dev?.seq_id === undefined || dev.uuid === undefined) {
+    throw new DattoCowError(`${system.info} has no active snapshot of minor ${minor}: is ${snapshotPath} a snapshot?`)
+  }
+  if (dev.uuid !== cow.uuid) {
+    throw new DattoCowError(
+      `${cowPath} is of the snapshot series ${cow.uuid}, ${snapshotPath} of ${dev.uuid}: not the same device's ` +
+        'snapshots. Give the COW file the last dbdctl transition-to-snapshot of this device left',
+    )
+  }
+  if (String(dev.seq_id) !== (BigInt(cow.seqid) + 1n).toString()) {
+    throw new DattoCowError(
+      `${cowPath} is of snapshot ${cow.seqid}, ${snapshotPath} is snapshot ${dev.seq_id}: the COW file must be ` +
+        `the one just before it (snapshot ${dev.seq_id - 1}), else blocks changed in between are missed or ` +
+        'the wrong ones sent. Give that COW file, or take a full copy (era-copy --all)',
+    )
+  }
 }
