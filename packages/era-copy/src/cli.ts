@@ -82,8 +82,8 @@ snapshot, its -cow device; the COW file a dattobd snapshot left; none with
     .example('era_invalidate --written-since 7 /dev/meta | $0 -b 128 /dev/mapper/vm_era > incr.bps', '')
     .example('$0 --all -b 128 /dev/mapper/vm_era | gzip > full.bps.gz', '')
     .example('thin_delta -m --snap1 12 --snap2 13 /dev/mapper/pool_tmeta | $0 --thin-delta /dev/vg/snap13', '')
-    .example('$0 --snapshot-cow /dev/mapper/vg-mon-cow /dev/vg/tue > incr.bps', '')
-    .example('$0 --datto-cow /var/backup/.datto-cow.1 /dev/datto0 > incr.bps', '')
+    .example('$0 --snapshot-cow /dev/mapper/vg-vm_mon-cow /dev/vg/vm_tue > incr.bps', '')
+    .example('$0 --datto-cow /var/backup/datto.1 /dev/datto4 > incr.bps', '')
     .parseSync()
 
   const snapshotCow = args['snapshot-cow']
