@@ -1,4 +1,6 @@
 import t from 'tap'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import { ByteQueue } from '../../packages/core/src/byte-queue.js'
 
 void t.test('whole fields from pieces of any size', (t) => {
@@ -63,5 +65,35 @@ void t.test('a field that ends its piece is not copied either', (t) => {
   t.equal(out.buffer, piece.buffer)
   t.equal(out.toString(), 'abc')
   t.equal(q.shift(3).toString(), 'def')
+  t.end()
+})
+
+void t.test('a consumed piece is released while later pieces stay queued', async (t) => {
+  setFlagsFromString('--expose-gc')
+  const gc = runInNewContext('gc') as () => void
+  const q = new ByteQueue()
+  // Pushed from a function so that no variable here keeps the piece alive.
+  const gone = ((piece: Buffer) => (q.push(piece), new WeakRef(piece)))(Buffer.alloc(1 << 20, 1))
+  q.push(Buffer.alloc(1 << 20, 2))
+  // A field across both pieces, as a record across two reads of a file.
+  t.equal(q.shift((1 << 20) + 10).length, (1 << 20) + 10)
+  t.equal(q.length, (1 << 20) - 10)
+  await new Promise((resolve) => setImmediate(resolve))
+  gc()
+  t.equal(gone.deref(), undefined)
+})
+
+void t.test('a short view into large memory is copied, not kept', (t) => {
+  const q = new ByteQueue()
+  const big = Buffer.alloc(1 << 20, 7)
+  q.push(big.subarray(0, 8192))
+  const out = q.shift(8192)
+  t.not(out.buffer, big.buffer)
+  t.equal(out[8191], 7)
+  const small = Buffer.alloc(1 << 20, 8).subarray(0, 100)
+  q.push(small)
+  t.equal(q.shift(100).buffer, small.buffer)
+  q.push(new Uint8Array(big.buffer, 0, 1 << 19))
+  t.equal(q.shift(1 << 19).buffer, big.buffer)
   t.end()
 })

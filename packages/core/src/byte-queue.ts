@@ -1,9 +1,16 @@
 // Input arrives in pieces of any size (gzip and ssh hand over short reads);
 // the parser asks for whole fields. This holds the pieces until a field is
 // complete and hands it over without copying when it sits in one piece.
+// A consumed piece is released at once: memory holds what is queued, not
+// what went through.
+
+/** A piece whose view is less than this share of its memory is copied, not kept. */
+const KEEP_RATIO = 4
+/** Pieces below this size are kept as they are whatever memory they share. */
+const SMALL_PIECE = 4096
 
 export class ByteQueue {
-  #chunks: Buffer[] = []
+  #chunks: (Buffer | undefined)[] = []
   #first = 0
   #head = 0
   #length = 0
@@ -12,11 +19,18 @@ export class ByteQueue {
     return this.#length
   }
 
-  /** Keeps `chunk` itself, not a copy: the caller must not reuse it. */
+  /**
+   * Keeps `chunk` itself, not a copy, so the caller must not reuse it; a
+   * short view into much larger memory is copied so as not to keep that alive.
+   */
   push(chunk: Uint8Array): void {
     if (chunk.length === 0) return
-    this.#chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length))
-    this.#length += chunk.length
+    let piece = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length)
+    if (piece.length >= SMALL_PIECE && piece.buffer.byteLength > KEEP_RATIO * piece.length) {
+      piece = Buffer.from(piece)
+    }
+    this.#chunks.push(piece)
+    this.#length += piece.length
   }
 
   /** A copy of up to the first `n` bytes, left in the queue. */
@@ -58,18 +72,18 @@ export class ByteQueue {
   #advance(chunk: Buffer, n: number): void {
     this.#head += n
     this.#length -= n
-    if (this.#head === chunk.length) {
-      this.#first++
-      this.#head = 0
-      // Dropping consumed pieces one by one would cost O(n) each when a
-      // field arrives in many tiny pieces; drop them in bulk instead.
-      if (this.#first === this.#chunks.length) {
-        this.#chunks = []
-        this.#first = 0
-      } else if (this.#first >= 1024) {
-        this.#chunks = this.#chunks.slice(this.#first)
-        this.#first = 0
-      }
+    if (this.#head < chunk.length) return
+    this.#chunks[this.#first++] = undefined
+    this.#head = 0
+    // Removing each piece from the front would cost O(queued) per piece when
+    // a field arrives in many tiny pieces; drop the released slots in bulk,
+    // once they are at least half of the array.
+    if (this.#first === this.#chunks.length) {
+      this.#chunks = []
+      this.#first = 0
+    } else if (this.#first >= 1024 && 2 * this.#first >= this.#chunks.length) {
+      this.#chunks = this.#chunks.slice(this.#first)
+      this.#first = 0
     }
   }
 }
