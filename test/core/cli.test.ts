@@ -46,6 +46,17 @@ void t.test('runMain maps what main throws to a message and an exit status', asy
     [null, 1, 'era-copy: internal error: null\n'],
     [undefined, 1, 'era-copy: internal error: undefined\n'],
     [{ code: 'EPIPE' }, 1, 'era-copy: the reading end of the output went away (broken pipe)\n'],
+    // A system error no caller put in words: a message, never a trace.
+    [
+      Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', syscall: 'write' }),
+      1,
+      'era-copy: write: no space left on the device (ENOSPC)\n',
+    ],
+    [
+      Object.assign(new Error('ELOOP: too many, open'), { code: 'ELOOP', syscall: 'open', path: '/x' }),
+      1,
+      'era-copy: /x: too many levels of symbolic links (a loop of symbolic links?)\n',
+    ],
   ]
   for (const [thrown, status, message] of cases) {
     const fake = io()

@@ -15,7 +15,6 @@ import { join } from 'node:path'
 import {
   blockDeviceSize,
   close,
-  describeOpenError,
   openSource,
   openTarget,
   readAt,
@@ -42,21 +41,6 @@ const file = (content: Buffer): string => {
 const makedev = (major: bigint, minor: bigint): bigint =>
   ((major & 0xfffn) << 8n) | ((major & ~0xfffn) << 32n) | (minor & 0xffn) | ((minor & ~0xffn) << 12n)
 const BAD_FD = 2 ** 30
-
-void t.test('describeOpenError puts each failure in words', (t) => {
-  const e = (code: string, message = `${code}: failed`) => Object.assign(new Error(message), { code })
-  t.equal(describeOpenError(e('ENOENT'), '/dev/sdz'), '/dev/sdz: no such file or device')
-  t.equal(describeOpenError(e('EACCES'), '/dev/sdb'), '/dev/sdb: permission denied (block devices need root)')
-  t.equal(describeOpenError(e('EPERM'), '/dev/sdb'), '/dev/sdb: permission denied (block devices need root)')
-  t.equal(
-    describeOpenError(e('EBUSY'), '/dev/sdb1'),
-    '/dev/sdb1: the device is in use (mounted, or open by another program); unmount it first',
-  )
-  t.equal(describeOpenError(e('EISDIR'), '/tmp'), '/tmp: is a directory')
-  t.equal(describeOpenError(e('EROFS'), '/mnt/x'), '/mnt/x: read-only file system')
-  t.equal(describeOpenError(e('EIO', 'EIO: i/o error, open'), '/dev/sdc'), '/dev/sdc: EIO: i/o error, open')
-  t.end()
-})
 
 void t.test('openSource reads the size of a regular file; refuses what is not a file or device', (t) => {
   const data = randomBytes(10000, 1)

@@ -6,9 +6,12 @@ import {
   EXIT_CONFLICT,
   EXIT_FAILURE,
   EXIT_USAGE,
+  TrailingDataError,
   TruncatedStreamError,
   UsageError,
+  extendStreamError,
   isBlockpipeError,
+  isStreamError,
   type ErrorCode,
 } from '../../packages/core/src/errors.js'
 
@@ -56,5 +59,19 @@ void t.test('the error classes carry what their catcher needs', (t) => {
   for (const e of [new Error('x'), Object.assign(new Error('x'), { code: 'EUSAGE' }), null, undefined, 'EUSAGE']) {
     t.equal(isBlockpipeError(e), false)
   }
+  t.end()
+})
+
+void t.test('trailing data keeps its kind when a message is added', (t) => {
+  const e = new TrailingDataError({ record: 3, offset: 500 })
+  t.equal(e.code, 'EBADSTREAM')
+  t.equal(e.exitCode, 1)
+  t.type(e, CorruptStreamError)
+  t.ok(isStreamError(e))
+  t.match(e.message, /^trailing data after the end record at byte 500: the stream is whole up to there/)
+  const more = extendStreamError(e, ': what the target holds')
+  t.type(more, TrailingDataError)
+  t.same(more.position, { record: 3, offset: 500 })
+  t.equal(more.message, `${e.message}: what the target holds`)
   t.end()
 })

@@ -107,7 +107,11 @@ void t.test('a cut, empty or corrupt source rejects, where it is met', async (t)
     (async () => {
       for await (const rec of r2.records()) got3.push(rec.type)
     })(),
-    { code: 'EBADSTREAM', message: `unexpected data after the end record at byte ${buf.length}` },
+    {
+      name: 'TrailingDataError',
+      code: 'EBADSTREAM',
+      message: `trailing data after the end record at byte ${buf.length}`,
+    },
   )
   t.same(got3, ['DATA', 'ZERO', 'DATA'])
   t.ok(r2.end, 'the end record was read before the extra byte')

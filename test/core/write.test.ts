@@ -188,9 +188,14 @@ void t.test('WritableSink surfaces the errors of the writable', async (t) => {
   const sink = new WritableSink(out)
   const p = sink.write(Buffer.alloc(10)) as Promise<void>
   out.destroy(Object.assign(new Error('write EPIPE'), { code: 'EPIPE' }))
-  await t.rejects(p, { code: 'EPIPE' })
-  t.throws(() => sink.write(Buffer.alloc(1)), { code: 'EPIPE' }, 'later writes throw it')
-  await t.rejects(sink.close(), { code: 'EPIPE' })
+  const broken = {
+    name: 'SystemError',
+    errno: 'EPIPE',
+    message: 'the reading end of the output went away (broken pipe)',
+  }
+  await t.rejects(p, broken)
+  t.throws(() => sink.write(Buffer.alloc(1)), broken, 'later writes throw it')
+  await t.rejects(sink.close(), broken)
 
   // A write that fails after it was accepted: close() must not report success.
   const failing = new Writable({
@@ -200,8 +205,8 @@ void t.test('WritableSink surfaces the errors of the writable', async (t) => {
   })
   const s2 = new WritableSink(failing)
   t.equal(s2.write(Buffer.alloc(3)), undefined)
-  await t.rejects(s2.close(), { code: 'EPIPE' })
-  t.throws(() => s2.write(Buffer.alloc(1)), { code: 'EPIPE' })
+  await t.rejects(s2.close(), { name: 'SystemError', errno: 'EPIPE' })
+  t.throws(() => s2.write(Buffer.alloc(1)), { name: 'SystemError', errno: 'EPIPE' })
 
   // A writable already ended.
   const ended = new PassThrough()
@@ -216,9 +221,13 @@ void t.test('WritableSink does not wait forever on a writable closed without an 
   const sink = new WritableSink(out)
   const p = sink.write(Buffer.alloc(10)) as Promise<void>
   out.destroy()
-  await t.rejects(p, { code: 'EPIPE', message: /closed before the stream was written whole/ })
-  t.throws(() => sink.write(Buffer.alloc(1)), { code: 'EPIPE' })
-  await t.rejects(sink.close(), { code: 'EPIPE' })
+  await t.rejects(p, {
+    name: 'SystemError',
+    errno: 'EPIPE',
+    message: 'the reading end of the output went away (broken pipe)',
+  })
+  t.throws(() => sink.write(Buffer.alloc(1)), { name: 'SystemError', errno: 'EPIPE' })
+  await t.rejects(sink.close(), { name: 'SystemError', errno: 'EPIPE' })
 })
 
 void t.test('a whole stream through WritableSink parses', async (t) => {
@@ -259,5 +268,29 @@ void t.test('FdSink writes at its position, in order', (t) => {
   t.ok(content.subarray(12).equals(big))
   const bad = new FdSink(fd)
   t.throws(() => bad.write(Buffer.from('x')), { code: 'EBADF' }, 'a closed fd is an error, not a silent loss')
+  t.end()
+})
+
+void t.test('a file on stdout that fills up: a SystemError naming standard output', async (t) => {
+  // process.stdout on a file writes synchronously and throws what write(2) says.
+  const full = new Writable({
+    write() {
+      throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', syscall: 'write' })
+    },
+  })
+  const sink = new WritableSink(full)
+  const message = 'cannot write standard output: no space left on the device (ENOSPC)'
+  t.throws(() => sink.write(Buffer.alloc(1)), { name: 'SystemError', errno: 'ENOSPC', message })
+  t.throws(() => sink.write(Buffer.alloc(1)), { name: 'SystemError', errno: 'ENOSPC' }, 'and later writes')
+  await t.rejects(sink.close(), { name: 'SystemError', errno: 'ENOSPC' })
+})
+
+void t.test('FdSink names its file when the system refuses a write', (t) => {
+  const bad = new FdSink(2 ** 30, 0, 'the digest file x.sum')
+  t.throws(() => bad.write(Buffer.alloc(1)), {
+    errno: 'EBADF',
+    message: /^cannot write the digest file x.sum: bad file descriptor \(EBADF\)$/,
+  })
+  t.throws(() => new FdSink(2 ** 30).write(Buffer.alloc(1)), { code: 'EBADF' }, 'unnamed: the error as it is')
   t.end()
 })

@@ -2,6 +2,7 @@
 import { fsyncSync, openSync, renameSync, unlinkSync, closeSync, constants } from 'node:fs'
 import {
   BlockpipeError,
+  describeOpenError,
   DEFAULT_CHUNK_SIZE,
   DigestWriter,
   FdSink,
@@ -109,16 +110,25 @@ async function openDigestsOut(hash: Hash64, path: string, source: Device, base: 
   try {
     fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600)
   } catch (err) {
-    throw new BlockpipeError('EDEVICE', `--digests-out: cannot create ${tmp}: ${(err as Error).message}`)
+    throw new BlockpipeError(
+      'EDEVICE',
+      `--digests-out: cannot create ${describeOpenError(err as NodeJS.ErrnoException, tmp)}`,
+    )
   }
-  const stream = new StreamWriter(hash, new FdSink(fd), {
+  const stream = new StreamWriter(hash, new FdSink(fd, 0, `the --digests-out file ${path} (as ${tmp}, now removed)`), {
     kind: StreamKind.DIGEST,
     size: source.size,
     blockSize: base.blockSize,
     seed: base.seed,
     metadata: producerMetadata(PROGRAM, source.path),
   })
-  await stream.start()
+  try {
+    await stream.start()
+  } catch (err) {
+    closeSync(fd)
+    unlinkSync(tmp)
+    throw err
+  }
   let open = true
   return {
     writer: new DigestWriter(hash, stream, base.blockSize, base.seed),

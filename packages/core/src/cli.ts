@@ -3,6 +3,7 @@ import type { Readable } from 'node:stream'
 import { isatty } from 'node:tty'
 import yargs, { type Argv } from 'yargs'
 import { BlockpipeError, UsageError } from './errors.js'
+import { describeSystemError, isSystemError } from './system-errors.js'
 import { VERSION } from './version.js'
 
 // What every binary shares: option parsing that fails with exit 2, messages
@@ -51,12 +52,12 @@ function report(program: string, err: unknown, stderr: NodeJS.WritableStream): n
     stderr.write(`${program}: ${err.message}${hint}\n`)
     return err.exitCode
   }
-  // Anything can be thrown, null and undefined included.
-  const e = (err ?? {}) as NodeJS.ErrnoException
-  if (e.code === 'EPIPE') {
-    stderr.write(`${program}: the reading end of the output went away (broken pipe)\n`)
+  if (isSystemError(err)) {
+    stderr.write(`${program}: ${describeSystemError(err)}\n`)
     return 1
   }
+  // Anything can be thrown, null and undefined included.
+  const e = (err ?? {}) as Error
   stderr.write(`${program}: internal error: ${e.stack ?? String(err)}\n`)
   return 1
 }

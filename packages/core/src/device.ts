@@ -12,6 +12,9 @@ import {
   type BigIntStats,
 } from 'node:fs'
 import { BlockpipeError } from './errors.js'
+import { describeOpenError } from './system-errors.js'
+
+export { describeOpenError }
 
 // Sources and targets are regular files or block devices, opened by path and
 // read or written at explicit offsets.
@@ -26,25 +29,6 @@ export interface Device {
 export interface Target extends Device {
   /** False when this open created the file. */
   existed: boolean
-}
-
-/** Why an open failed, in words a sysadmin acts on. */
-export function describeOpenError(err: NodeJS.ErrnoException, path: string): string {
-  switch (err.code) {
-    case 'ENOENT':
-      return `${path}: no such file or device`
-    case 'EACCES':
-    case 'EPERM':
-      return `${path}: permission denied (block devices need root)`
-    case 'EBUSY':
-      return `${path}: the device is in use (mounted, or open by another program); unmount it first`
-    case 'EISDIR':
-      return `${path}: is a directory`
-    case 'EROFS':
-      return `${path}: read-only file system`
-    default:
-      return `${path}: ${err.message}`
-  }
 }
 
 function deviceError(err: unknown, path: string): BlockpipeError {

@@ -81,6 +81,24 @@ export class CorruptStreamError extends BlockpipeError {
   }
 }
 
+/**
+ * Bytes follow the end record: the stream before them is whole, and what
+ * follows is a second stream appended to it (`cat a b`) or garbage.
+ */
+export class TrailingDataError extends CorruptStreamError {
+  constructor(position: StreamPosition, message = trailingMessage(position.offset)) {
+    super('EBADSTREAM', message, position)
+    this.name = 'TrailingDataError'
+  }
+}
+
+function trailingMessage(offset: number): string {
+  return (
+    `trailing data after the end record at byte ${offset}: the stream is whole up to there, but more input follows` +
+    ' (two streams joined into one? apply each on its own)'
+  )
+}
+
 export function isStreamError(err: unknown): err is TruncatedStreamError | CorruptStreamError {
   return err instanceof TruncatedStreamError || err instanceof CorruptStreamError
 }
@@ -90,6 +108,7 @@ export function extendStreamError(
   err: TruncatedStreamError | CorruptStreamError,
   suffix: string,
 ): TruncatedStreamError | CorruptStreamError {
+  if (err instanceof TrailingDataError) return new TrailingDataError(err.position, `${err.message}${suffix}`)
   return err instanceof TruncatedStreamError
     ? new TruncatedStreamError(`${err.message}${suffix}`, err.position)
     : new CorruptStreamError(err.code as 'ECORRUPT' | 'EBADSTREAM', `${err.message}${suffix}`, err.position)

@@ -1,5 +1,5 @@
 import { ByteQueue } from './byte-queue.js'
-import { CorruptStreamError, TruncatedStreamError, type StreamPosition } from './errors.js'
+import { CorruptStreamError, TrailingDataError, TruncatedStreamError, type StreamPosition } from './errors.js'
 import {
   HEADER_SIZE,
   KIND_NAMES,
@@ -93,13 +93,7 @@ export class StreamParser {
 
   /** Takes `chunk` without copying it: the caller must not reuse it. */
   push(chunk: Uint8Array): void {
-    if (this.#state === 'done' && chunk.length > 0) {
-      throw new CorruptStreamError(
-        'EBADSTREAM',
-        `unexpected data after the end record at byte ${this.#position}`,
-        this.#at(),
-      )
-    }
+    if (this.#state === 'done' && chunk.length > 0) throw new TrailingDataError(this.#at())
     this.#queue.push(chunk)
   }
 
@@ -139,6 +133,8 @@ export class StreamParser {
           return this.#finishRecord(rec, payload)
         }
         case 'done':
+          // The end record was handed out first: what it ended is whole.
+          if (this.#queue.length > 0) throw new TrailingDataError(this.#at())
           return null
       }
     }
@@ -270,13 +266,6 @@ export class StreamParser {
       throw bad(`${KIND_NAMES[header.kind]} streams carry no image digest, but this end record gives one`)
     }
     this.#state = 'done'
-    if (this.#queue.length > 0) {
-      throw new CorruptStreamError(
-        'EBADSTREAM',
-        `unexpected data after the end record at byte ${this.#position}`,
-        this.#at(),
-      )
-    }
     return { type: 'end', end }
   }
 }

@@ -12,36 +12,51 @@ import {
   type RecordType,
 } from './format.js'
 import type { Hash64 } from './hash.js'
+import { writeError } from './system-errors.js'
 
 /** Where a stream goes. A write may keep the buffer: never reuse it. */
 export interface ByteSink {
   write(chunk: Buffer): Promise<void> | void
 }
 
-/** A Node writable (stdout, a socket) with back-pressure and its errors surfaced. */
+/**
+ * A Node writable (stdout, a socket) with back-pressure and its errors
+ * surfaced, as a SystemError naming `what` when the system refused a write.
+ */
 export class WritableSink implements ByteSink {
   readonly #out: Writable
+  readonly #what: string
   #error: Error | undefined
   #waiting: { resolve: () => void; reject: (e: Error) => void } | undefined
 
-  constructor(out: Writable) {
+  constructor(out: Writable, what = 'standard output') {
     this.#out = out
+    this.#what = what
     out.on('error', (err: Error) => {
-      this.#error = err
-      this.#waiting?.reject(err)
+      this.#error = writeError(err, what)
+      this.#waiting?.reject(this.#error)
     })
     // Destroyed without an error, a writable never drains nor calls back.
     out.on('close', () => {
-      this.#error ??= Object.assign(new Error('the output was closed before the stream was written whole'), {
-        code: 'EPIPE',
-      })
+      this.#error ??= writeError(
+        Object.assign(new Error('the output was closed before the stream was written whole'), { code: 'EPIPE' }),
+        what,
+      )
       this.#waiting?.reject(this.#error)
     })
   }
 
   write(chunk: Buffer): Promise<void> | void {
     if (this.#error) throw this.#error
-    if (this.#out.write(chunk)) return
+    let flowing: boolean
+    try {
+      flowing = this.#out.write(chunk)
+    } catch (err) {
+      // A file on stdout is written synchronously: its errors are thrown here.
+      this.#error = writeError(err, this.#what)
+      throw this.#error
+    }
+    if (flowing) return
     return new Promise((resolve, reject) => {
       this.#waiting = { resolve, reject }
       this.#out.once('drain', () => {
@@ -57,25 +72,34 @@ export class WritableSink implements ByteSink {
     await new Promise<void>((resolve, reject) => {
       this.#waiting = { resolve, reject }
       // A failed write calls back with its error before 'error' is emitted.
-      this.#out.write('', (err) => (err ? reject(err) : resolve()))
+      this.#out.write('', (err) => (err ? reject(writeError(err, this.#what)) : resolve()))
     })
   }
 }
 
-/** A file descriptor written synchronously, in order: the undo journal and spool files. */
+/**
+ * A file descriptor written synchronously, in order: the undo journal and
+ * spool files. Given `what`, a refused write is a SystemError naming it.
+ */
 export class FdSink implements ByteSink {
   readonly fd: number
   position: number
+  readonly #what: string | undefined
 
-  constructor(fd: number, position = 0) {
+  constructor(fd: number, position = 0, what?: string) {
     this.fd = fd
     this.position = position
+    this.#what = what
   }
 
   write(chunk: Buffer): void {
     let done = 0
-    while (done < chunk.length) {
-      done += writeSync(this.fd, chunk, done, chunk.length - done, this.position + done)
+    try {
+      while (done < chunk.length) {
+        done += writeSync(this.fd, chunk, done, chunk.length - done, this.position + done)
+      }
+    } catch (err) {
+      throw this.#what === undefined ? err : writeError(err, this.#what)
     }
     this.position += chunk.length
   }
