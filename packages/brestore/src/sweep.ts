@@ -1,9 +1,8 @@
-import { closeSync, openSync } from 'node:fs'
+import { closeSync } from 'node:fs'
 import {
   BlockpipeError,
   ConflictError,
   RECORD_FLAG_BASE,
-  describeOpenError,
   StreamReader,
   isStreamError,
   readAt,
@@ -13,7 +12,7 @@ import {
   type IncrementalHash,
   type StreamRecord,
 } from '@blockpipe/core'
-import type { UndoFile } from './undo-header.js'
+import { openUndoFile, type UndoFile } from './undo-header.js'
 
 // One pass over the image in offset order, with one record cursor per undo
 // file: memory holds one record of each, whatever their size.
@@ -82,15 +81,7 @@ function named(file: UndoFile, err: unknown): unknown {
 
 /** A file read in order, 1 MiB at a time. */
 function* readFile(path: string): Generator<Buffer> {
-  let fd: number
-  try {
-    fd = openSync(path, 'r')
-  } catch (err) {
-    throw new BlockpipeError(
-      'EDEVICE',
-      `cannot open the undo file: ${describeOpenError(err as NodeJS.ErrnoException, path)}`,
-    )
-  }
+  const fd = openUndoFile(path)
   try {
     for (let pos = 0; ;) {
       const buf = Buffer.allocUnsafe(READ_PIECE)

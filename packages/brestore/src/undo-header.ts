@@ -23,15 +23,7 @@ export interface UndoFile {
 
 /** Reads the header of the stream in `path`; a file that is not a stream fails, naming it. */
 export function readUndoHeader(hash: Hash64, path: string): UndoFile {
-  let fd: number
-  try {
-    fd = openSync(path, 'r')
-  } catch (err) {
-    throw new BlockpipeError(
-      'EDEVICE',
-      `cannot open the undo file: ${describeOpenError(err as NodeJS.ErrnoException, path)}`,
-    )
-  }
+  const fd = openUndoFile(path)
   try {
     if (!fstatSync(fd).isFile()) throw new BlockpipeError('EINPUT', `${path}: not a regular file, not an undo file`)
     const buf = Buffer.alloc(HEADER_SIZE + MAX_METADATA_LENGTH)
@@ -52,5 +44,17 @@ export function readUndoHeader(hash: Hash64, path: string): UndoFile {
     throw err
   } finally {
     closeSync(fd)
+  }
+}
+
+/** Opens an undo file to read; a failure names it. */
+export function openUndoFile(path: string): number {
+  try {
+    return openSync(path, 'r')
+  } catch (err) {
+    throw new BlockpipeError(
+      'EDEVICE',
+      `cannot open the undo file: ${describeOpenError(err as NodeJS.ErrnoException, path)}`,
+    )
   }
 }
