@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process'
-import { copyFileSync, mkdirSync, openSync, readFileSync, writeSync, closeSync } from 'node:fs'
+import { closeSync, copyFileSync, mkdirSync, openSync, readFileSync, truncateSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { K64, changed, put } from '../integration/bsync-lib.js'
@@ -176,4 +176,8 @@ void t.test('an image that changes between the check and the output fails: the o
   )
   t.equal(r.status, 1, r.stderr)
   t.match(r.stderr, /img changed while brestore read it: the output is unusable/)
+  // Cut short.
+  r = await whileWriting(dir, ['--raw', 'img', ...undo], () => truncateSync(join(dir, 'img'), 22 * K64))
+  t.equal(r.status, 1, r.stderr)
+  t.match(r.stderr, `img ended at byte ${22 * K64} while brestore read it: it changed`)
 })

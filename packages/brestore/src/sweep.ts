@@ -49,14 +49,11 @@ class Cursor {
   }
 
   static async open(hash: Hash64, file: UndoFile): Promise<Cursor> {
-    try {
-      const reader = await StreamReader.open(readFile(file.path), hash)
-      const cursor = new Cursor(file, reader.records())
-      await cursor.#next()
-      return cursor
-    } catch (err) {
-      throw named(file, err)
-    }
+    // The header was read and checked before: what can fail now is in the records.
+    const reader = await StreamReader.open(readFile(file.path), hash)
+    const cursor = new Cursor(file, reader.records())
+    await cursor.#next()
+    return cursor
   }
 
   /** Moves to the first record that ends after `p`. */
