@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url'
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 
-export type Program = 'era-copy' | 'era-apply' | 'bsum' | 'bdiff' | 'bpatch' | 'bpdump'
+export type Program = 'era-copy' | 'era-apply' | 'bsum' | 'bdiff' | 'bpatch' | 'bpdump' | 'brestore'
 
 export function binPath(program: string): string {
   return join(ROOT, 'packages', program, 'dist', 'cli.js')
@@ -69,7 +69,7 @@ export function sh(script: string, options: RunOptions = {}): Promise<RunResult>
   })
 }
 
-export const PROGRAMS: Program[] = ['era-copy', 'era-apply', 'bsum', 'bdiff', 'bpatch', 'bpdump']
+export const PROGRAMS: Program[] = ['era-copy', 'era-apply', 'bsum', 'bdiff', 'bpatch', 'bpdump', 'brestore']
 
 let bins: string | undefined
 

@@ -53,7 +53,7 @@ export const KIND_NAMES: Record<StreamKind, string> = {
 
 /** Header flag: the records cover every byte of [0, size) in order. */
 export const FLAG_FULL = 1
-/** Record flag: base_len and base_digest describe what the record replaces. */
+/** Record flag: base_len and base_digest describe what the record replaces (delta) or undoes (undo). */
 export const RECORD_FLAG_BASE = 1
 
 export type RecordType = 'DATA' | 'ZERO' | 'SUMS' | 'END.'
@@ -329,7 +329,10 @@ export function decodeRecordHeader(buf: Buffer, header: StreamHeader, at: Stream
     }
   }
   const hasBase = (rec.flags & RECORD_FLAG_BASE) !== 0
-  if (hasBase && header.kind !== StreamKind.DELTA) throw bad(`a ${KIND_NAMES[header.kind]} stream has no base digests`)
+  // Delta records name what they replace; bound undo records what the apply they undo wrote.
+  if (hasBase && header.kind !== StreamKind.DELTA && header.kind !== StreamKind.UNDO) {
+    throw bad(`a ${KIND_NAMES[header.kind]} stream has no base digests`)
+  }
   if (!hasBase && (rec.baseLength !== 0 || rec.baseDigest !== 0n)) throw bad('base fields set without the base flag')
   return rec
 }

@@ -204,7 +204,9 @@ export class StreamWriter {
     if (offset < s.covered || offset + length > this.#init.size) {
       throw new RangeError(`record ${offset}+${length} out of order or beyond ${this.#init.size}`)
     }
-    if (base !== undefined && this.#init.kind !== StreamKind.DELTA) throw new TypeError('base digest outside a delta')
+    if (base !== undefined && this.#init.kind !== StreamKind.DELTA && this.#init.kind !== StreamKind.UNDO) {
+      throw new TypeError('base digest outside a delta or undo stream')
+    }
     if ((type === 'SUMS') !== (this.#init.kind === StreamKind.DIGEST)) {
       throw new TypeError(`a ${type} record in a stream of kind ${this.#init.kind}`)
     }
