@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
@@ -91,4 +91,20 @@ void t.test('era-backup.sh: cron PATH: one line naming the missing tool, no stat
   t.match(r.stderr, /^era-backup: error: era-copy not found in PATH=\/usr\/bin:\/bin: .*PATH=\/usr\/local\/bin/)
   t.equal(r.stderr.trimEnd().split('\n').length, 1, 'one line')
   t.notOk(existsSync(join(s.dir, 'state')), 'no state directory')
+})
+
+void t.test('the systemd units: a oneshot service with PATH set, run by a persistent timer', (t) => {
+  for (const name of ['bsync-backup', 'era-backup']) {
+    const service = readFileSync(join(ROOT, 'examples', 'systemd', `${name}.service`), 'utf8')
+    const timer = readFileSync(join(ROOT, 'examples', 'systemd', `${name}.timer`), 'utf8')
+    t.match(service, /^Type=oneshot$/m)
+    t.match(service, /^Environment=PATH=\/usr\/local\/bin:/m, `${name}: npm's bin directory on PATH`)
+    const exec = /^ExecStart=(\S+) (.*)$/m.exec(service)
+    t.equal(exec?.[1], `/usr/local/lib/node_modules/blockpipe/examples/${name}.sh`, 'the installed script')
+    t.match(exec?.[2], /^-q /, 'quiet on success')
+    t.match(timer, /^OnCalendar=/m)
+    t.match(timer, /^Persistent=true$/m)
+    t.match(timer, /^WantedBy=timers\.target$/m)
+  }
+  t.end()
 })
