@@ -311,14 +311,25 @@ else
 fi
 apply+=" $(rquote "$REMOTE_IMAGE")"
 say "$ERA_NAME: copying $what to $REMOTE:$REMOTE_IMAGE"
+# The messages of each side are kept apart, so that a failure is told in one
+# line: the cause, not the broken pipe or the cut stream it made on the other.
+copy_err=$tmp/copy.err
+((progress)) && copy_err=/dev/stderr
 set +e
-"${era_copy[@]}" "${opts[@]}" "$ERA_DEVICE" < "$input" | "${ssh[@]}" "$REMOTE" "$apply"
+"${era_copy[@]}" "${opts[@]}" "$ERA_DEVICE" < "$input" 2> "$copy_err" | "${ssh[@]}" "$REMOTE" "$apply" 2> "$tmp/apply.err"
 status=("${PIPESTATUS[@]}")
 set -e
-if ((status[0] != 0 || status[1] != 0)); then
-  # A failure on one side makes the other fail too (a cut stream, a broken
-  # pipe): both statuses are given, the messages above say which came first.
-  why="era-copy exit ${status[0]}, ssh $REMOTE ... era-apply exit ${status[1]}"
+last_line() { grep -v '^[[:space:]]*$' "$1" 2> /dev/null | tail -n 1 || true; }
+if ((status[0] == 0 && status[1] == 0)); then
+  cat -- "$tmp/copy.err" "$tmp/apply.err" >&2 2> /dev/null || true # warnings of a run that succeeded
+else
+  consequence='broken pipe|empty input|no stream at all|cut short|ended early|ends before|truncated|standard input'
+  cause=$(last_line "$tmp/copy.err")
+  apply_msg=$(last_line "$tmp/apply.err")
+  if ((status[0] == 0)) || [[ -z $cause || $cause =~ $consequence ]]; then
+    [[ -z $apply_msg ]] || ((status[1] == 0)) || cause=$apply_msg
+  fi
+  why="era-copy exit ${status[0]}, ssh $REMOTE ... era-apply exit ${status[1]}${cause:+: $cause}"
   ((status[1] == 255)) && why+=" (255: ssh itself failed)"
   # era-apply exit 3: it refused the stream before writing anything.
   ((status[1] == 3)) && die "$REMOTE refused the stream ($why); state unchanged${prev:+ (era $prev)}" 3
