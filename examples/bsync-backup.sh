@@ -224,7 +224,7 @@ last=2
 failed=0 why='' cause=''
 # One failure makes the others fail too: the first side that failed with a
 # message that is not such a consequence is the cause.
-consequence='broken pipe|empty input|no stream at all|cut short|ended early|ends before|truncated|standard input'
+consequence='broken pipe|empty input|no stream at all|unexpected end of data|was cut|standard input'
 for i in "${!status[@]}"; do
   [[ ${names[i]} != - ]] || continue
   if ((status[i] != 0)); then failed=1; fi

@@ -323,7 +323,7 @@ last_line() { grep -v '^[[:space:]]*$' "$1" 2> /dev/null | tail -n 1 || true; }
 if ((status[0] == 0 && status[1] == 0)); then
   cat -- "$tmp/copy.err" "$tmp/apply.err" >&2 2> /dev/null || true # warnings of a run that succeeded
 else
-  consequence='broken pipe|empty input|no stream at all|cut short|ended early|ends before|truncated|standard input'
+  consequence='broken pipe|empty input|no stream at all|unexpected end of data|was cut|standard input'
   cause=$(last_line "$tmp/copy.err")
   apply_msg=$(last_line "$tmp/apply.err")
   if ((status[0] == 0)) || [[ -z $cause || $cause =~ $consequence ]]; then
