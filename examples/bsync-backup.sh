@@ -28,6 +28,14 @@
 # frozen file system): bdiff reads each chunk once, so a live source still
 # gives a copy that matches the digest file, but not a consistent image.
 #
+# Environment: cron runs jobs with PATH=/usr/bin:/bin, where npm's global
+# binaries (/usr/local/bin) are not: set PATH in the crontab or the systemd
+# unit (PATH=/usr/local/bin:/usr/bin:/bin). The script checks that it finds
+# bdiff, ssh, flock and the rest, and names the one it does not find. The
+# backup host's shell must find bsum and bpatch on its own PATH (or set
+# REMOTE_BSUM, REMOTE_BPATCH to their full paths). Nothing else is read from
+# the environment but the variables listed by -h.
+#
 # Exit status: 0 done; 1 failed (digest file unchanged); 2 bad usage (or, on
 # the first run, no IMAGE on HOST and no -c); 3 the copy on the backup host is
 # not what the digest file says (bpatch exit 3, nothing written: run with -F to
@@ -61,6 +69,8 @@ Options (each can also be set by the variable in brackets):
   -q          print only warnings and errors
   -h          this help
 
+PATH must reach bdiff and ssh (cron's default /usr/bin:/bin does not reach
+npm's /usr/local/bin: set PATH=/usr/local/bin:/usr/bin:/bin in the crontab).
 Commands (words split on blanks): BDIFF (bdiff), SSH (ssh -o BatchMode=yes),
 REMOTE_BSUM (bsum), REMOTE_BPATCH (bpatch): the last two are run by the
 remote shell (e.g. 'sudo bpatch').
@@ -130,24 +140,44 @@ read -r -a bdiff <<< "${BDIFF:-bdiff}"
 read -r -a ssh <<< "${SSH:-ssh -o BatchMode=yes}"
 remote_bsum=${REMOTE_BSUM:-bsum}
 remote_bpatch=${REMOTE_BPATCH:-bpatch}
-for cmd in "${bdiff[0]}" "${ssh[0]}"; do
-  command -v "$cmd" > /dev/null || die "$cmd not found (install it, or set the variable naming it: -h)" 2
+for cmd in "${bdiff[0]}" "${ssh[0]}" flock mktemp sync; do
+  command -v "$cmd" > /dev/null ||
+    die "$cmd not found in PATH=$PATH: install it, add its directory to PATH (cron: PATH=/usr/local/bin:/usr/bin:/bin in the crontab), or set the variable naming it (-h)" 2
 done
 
 # A word for the remote shell: single-quoted.
 rquote() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
 
 # --- one run at a time per digest file --------------------------------------
-mkdir -p -- "$(dirname -- "$DIGEST_FILE")" || die "cannot create the directory of the digest file $DIGEST_FILE" 2
-exec 9>> "$DIGEST_FILE.lock" || die "cannot open the lock file $DIGEST_FILE.lock" 2
+# A run that fails leaves no trace: the state directory it created and its
+# lock file go again (an existing directory and a lock file in use stay).
+state_dir=$(dirname -- "$DIGEST_FILE")
+made_dir=0 locked=0 new='' errs=''
+cleanup() {
+  [[ -z $new ]] || rm -f -- "$new"
+  [[ -z $errs ]] || rm -rf -- "$errs"
+  if ((locked)) && [[ ! -e $DIGEST_FILE ]]; then rm -f -- "$DIGEST_FILE.lock"; fi
+  if ((made_dir)); then
+    local d=$state_dir
+    while rmdir -- "$d" 2> /dev/null && [[ $d != "$made_top" ]]; do d=$(dirname -- "$d"); done
+  fi
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+if [[ ! -d $state_dir ]]; then
+  made_top=$state_dir
+  while [[ ! -d $(dirname -- "$made_top") ]]; do made_top=$(dirname -- "$made_top"); done
+  mkdir -p -- "$state_dir" 2> /dev/null || die "cannot create $state_dir, the directory of the digest file (-s)" 2
+  made_dir=1
+fi
+exec 9>> "$DIGEST_FILE.lock" || die "cannot open the lock file $DIGEST_FILE.lock (-s)" 2
 flock -n 9 || die "another bsync-backup run holds $DIGEST_FILE.lock" 4
+locked=1
 
 first=1
 if [[ -s $DIGEST_FILE ]] && ((!full)); then first=0; fi
 
-new=$(mktemp "$DIGEST_FILE.XXXXXX") || die "cannot write next to the digest file $DIGEST_FILE"
-trap 'rm -f -- "$new"' EXIT
-trap 'exit 1' INT TERM HUP
+new=$(mktemp "$DIGEST_FILE.XXXXXX" 2> /dev/null) || die "cannot write next to the digest file $DIGEST_FILE"
 
 img=$(rquote "$REMOTE_IMAGE")
 patch=$remote_bpatch
@@ -160,7 +190,14 @@ fi
 [[ $REMOTE_SPOOL_DIR == none ]] || patch+=" --spool $(rquote "$REMOTE_SPOOL_DIR")"
 patch+=" $img"
 opts=(--digests-out "$new")
-((progress)) && opts+=(--progress)
+# The messages of each side are kept apart (E/N: side N), so that a failure is
+# told in one line: the cause, not the broken pipe or the cut stream it made.
+errs=$(mktemp -d "${TMPDIR:-/tmp}/bsync-backup.XXXXXX") || die "cannot make a temporary directory"
+bdiff_err=$errs/E1
+if ((progress)); then
+  opts+=(--progress)
+  bdiff_err=/dev/stderr
+fi
 
 set +e
 if ((first)); then
@@ -171,40 +208,53 @@ if ((first)); then
     sum="if [ -e $img ]; then $sum; else echo $(rquote "$ME: $REMOTE_IMAGE does not exist on $REMOTE") >&2; exit 64; fi"
   fi
   say "$SOURCE: first run: digesting $REMOTE:$REMOTE_IMAGE there, sending the chunks that differ"
-  "${ssh[@]}" "$REMOTE" "$sum" | "${bdiff[@]}" "${opts[@]}" "$SOURCE" | "${ssh[@]}" "$REMOTE" "$patch"
+  "${ssh[@]}" "$REMOTE" "$sum" 2> "$errs/E0" | "${bdiff[@]}" "${opts[@]}" "$SOURCE" 2> "$bdiff_err" |
+    "${ssh[@]}" "$REMOTE" "$patch" 2> "$errs/E2"
   status=("${PIPESTATUS[@]}")
   names=("ssh $REMOTE bsum" bdiff "ssh $REMOTE bpatch")
 else
   say "$SOURCE: sending the chunks that changed since the last run to $REMOTE:$REMOTE_IMAGE"
-  "${bdiff[@]}" "${opts[@]}" "$SOURCE" < "$DIGEST_FILE" | "${ssh[@]}" "$REMOTE" "$patch"
-  status=("${PIPESTATUS[@]}")
-  names=(bdiff "ssh $REMOTE bpatch")
+  "${bdiff[@]}" "${opts[@]}" "$SOURCE" < "$DIGEST_FILE" 2> "$bdiff_err" | "${ssh[@]}" "$REMOTE" "$patch" 2> "$errs/E2"
+  status=(0 "${PIPESTATUS[@]}")
+  names=(- bdiff "ssh $REMOTE bpatch")
 fi
 set -e
 
-last=$((${#status[@]} - 1))
-failed=0 why=
+last=2
+failed=0 why='' cause=''
+# One failure makes the others fail too: the first side that failed with a
+# message that is not such a consequence is the cause.
+consequence='broken pipe|empty input|no stream at all|unexpected end of data|was cut|standard input'
 for i in "${!status[@]}"; do
+  [[ ${names[i]} != - ]] || continue
   if ((status[i] != 0)); then failed=1; fi
   why+="${why:+, }${names[i]} exit ${status[i]}"
   if ((status[i] == 255)) && [[ ${names[i]} == ssh* ]]; then why+=" (255: ssh itself failed?)"; fi
+  msg=$(grep -v '^[[:space:]]*$' "$errs/E$i" 2> /dev/null | tail -n 1 || true)
+  if ((status[i] != 0)) && [[ -n $msg ]] && { [[ -z $cause ]] || [[ $cause =~ $consequence ]]; }; then
+    [[ -n $cause && $msg =~ $consequence ]] || cause=$msg
+  fi
 done
+if ((!failed)); then
+  cat -- "$errs"/E* >&2 2> /dev/null || true # warnings of a run that succeeded
+fi
+cause=${cause:+: $cause}
 if ((failed)); then
   if ((first && status[0] == 64)); then
     die "$REMOTE:$REMOTE_IMAGE does not exist: give its right path, or -c to create it; nothing was written" 2
   fi
-  # One failure makes the others fail too (a cut stream, a broken pipe): all
-  # statuses are given, the messages above say which came first.
   if ((status[last] == 3)); then
-    msg="$REMOTE:$REMOTE_IMAGE is not the image the digests describe ($why): nothing was written;"
+    msg="$REMOTE:$REMOTE_IMAGE is not the image the digests describe ($why$cause): nothing was written;"
     die "$msg the digest file is unchanged; run with -F to digest the copy again" 3
   fi
-  die "the sync failed ($why); the digest file $DIGEST_FILE is unchanged"
+  die "the sync failed ($why)$cause; the digest file $DIGEST_FILE is unchanged"
 fi
 
 # --- the digests of the copy as it is now -----------------------------------
 if ! { sync -- "$new" && mv -f -- "$new" "$DIGEST_FILE"; }; then
+  rm -f -- "$new"
   die "the copy is done, but the digest file $DIGEST_FILE could not be replaced: run with -F next time"
 fi
-sync -- "$(dirname -- "$DIGEST_FILE")" || true
+new='' made_dir=0
+sync -- "$state_dir" || true
 say "$SOURCE: done ($size bytes in sync${undo:+; undo: $REMOTE:$undo})"

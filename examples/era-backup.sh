@@ -38,7 +38,17 @@
 # list then also holds blocks written after the snapshot: they are copied
 # tonight and again tomorrow, which is harmless. And the tool reads metadata
 # the kernel may be updating: it may fail, then this run fails and the next one
-# retries. The script warns when it finds such a version.
+# retries. The script warns when it finds such a version: on the first
+# successful run with it (then it records the version beside the state file,
+# NAME.era.tools, and stays quiet: a cron mail per night helps no one), and
+# on every run with -v.
+#
+# Environment: cron runs jobs with PATH=/usr/bin:/bin, where npm's global
+# binaries (/usr/local/bin) are not: set PATH in the crontab or the systemd
+# unit (PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; dmsetup is in
+# /usr/sbin). The script checks that it finds dmsetup, era_invalidate,
+# era-copy, ssh and flock, and names the one it does not find. The backup
+# host's shell must find era-apply (or set REMOTE_ERA_APPLY to its full path).
 #
 # The blocks are read from the live device while it is being written: the
 # image is crash-consistent only block by block, like any copy of a running
@@ -75,6 +85,8 @@ Options (each can also be set by the variable in brackets):
   -F          copy the whole device even though a state exists
   -P          show progress (era-copy --progress)
   -q          print only warnings and errors
+  -v          repeat the thin-provisioning-tools version warning
+              (given once per version otherwise)
   -h          this help
 
 Commands (words split on blanks): DMSETUP (dmsetup), ERA_INVALIDATE
@@ -96,7 +108,7 @@ REMOTE_IMAGE=${REMOTE_IMAGE:-}
 STATE_FILE=${STATE_FILE:-}
 REMOTE_UNDO_DIR=${REMOTE_UNDO_DIR:-}
 REMOTE_SPOOL_DIR=${REMOTE_SPOOL_DIR:-}
-full=0 progress=0 quiet=0
+full=0 progress=0 quiet=0 verbose=0
 
 say() { ((quiet)) || echo "$ME: $*"; }
 warn() { echo "$ME: warning: $*" >&2; }
@@ -109,7 +121,7 @@ usage_error() {
   exit 2
 }
 
-while getopts ':n:d:m:b:r:i:s:u:t:FPqh' opt; do
+while getopts ':n:d:m:b:r:i:s:u:t:FPqvh' opt; do
   case $opt in
     n) ERA_NAME=$OPTARG ;;
     d) ERA_DEVICE=$OPTARG ;;
@@ -123,6 +135,7 @@ while getopts ':n:d:m:b:r:i:s:u:t:FPqh' opt; do
     F) full=1 ;;
     P) progress=1 ;;
     q) quiet=1 ;;
+    v) verbose=1 ;;
     h)
       usage
       exit 0
@@ -147,8 +160,9 @@ read -r -a era_invalidate <<< "${ERA_INVALIDATE:-era_invalidate}"
 read -r -a era_copy <<< "${ERA_COPY:-era-copy}"
 read -r -a ssh <<< "${SSH:-ssh -o BatchMode=yes}"
 remote_era_apply=${REMOTE_ERA_APPLY:-era-apply}
-for cmd in "${dmsetup[0]}" "${era_invalidate[0]}" "${era_copy[0]}" "${ssh[0]}"; do
-  command -v "$cmd" > /dev/null || die "$cmd not found (install it, or set the variable naming it: -h)" 2
+for cmd in "${dmsetup[0]}" "${era_invalidate[0]}" "${era_copy[0]}" "${ssh[0]}" flock mktemp sync; do
+  command -v "$cmd" > /dev/null ||
+    die "$cmd not found in PATH=$PATH: install it, add its directory to PATH (cron: PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin in the crontab), or set the variable naming it (-h)" 2
 done
 
 # A word for the remote shell: single-quoted.
@@ -156,7 +170,10 @@ rquote() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
 
 # --- the tools ------------------------------------------------------------
 version=$("${era_invalidate[@]}" --version 2>&1 | grep -oE '[0-9]+\.[0-9]+(\.[0-9]+)?' | head -n 1 || true)
-if [[ -z $version ]]; then
+warned=$(cat -- "$STATE_FILE.tools" 2> /dev/null || true)
+if ((!verbose)) && [[ -n $version && $warned == "$version" ]]; then
+  : # warned on an earlier run with this version
+elif [[ -z $version ]]; then
   warn "cannot tell the version of ${era_invalidate[*]}; if it is older than 1.0 it ignores --metadata-snapshot"
 elif ((${version%%.*} < 1)); then
   warn "era_invalidate $version (thin-provisioning-tools older than 1.0) ignores --metadata-snapshot and reads" \
@@ -166,9 +183,27 @@ elif ((${version%%.*} < 1)); then
 fi
 
 # --- one run at a time per state file -------------------------------------
-mkdir -p -- "$(dirname -- "$STATE_FILE")" || die "cannot create the directory of the state file $STATE_FILE" 2
-exec 9>> "$STATE_FILE.lock" || die "cannot open the lock file $STATE_FILE.lock" 2
+# A run that fails leaves no trace: the state directory it created and its
+# lock file go again (an existing directory and a lock file in use stay).
+state_dir=$(dirname -- "$STATE_FILE")
+made_dir=0 locked=0
+state_cleanup() {
+  if ((locked)) && [[ ! -e $STATE_FILE ]]; then rm -f -- "$STATE_FILE.lock" "$STATE_FILE.tools"; fi
+  if ((made_dir)); then
+    local d=$state_dir
+    while rmdir -- "$d" 2> /dev/null && [[ $d != "$made_top" ]]; do d=$(dirname -- "$d"); done
+  fi
+}
+if [[ ! -d $state_dir ]]; then
+  made_top=$state_dir
+  while [[ ! -d $(dirname -- "$made_top") ]]; do made_top=$(dirname -- "$made_top"); done
+  mkdir -p -- "$state_dir" 2> /dev/null || die "cannot create $state_dir, the directory of the state file (-s)" 2
+  made_dir=1
+fi
+trap state_cleanup EXIT
+exec 9>> "$STATE_FILE.lock" || die "cannot open the lock file $STATE_FILE.lock (-s)" 2
 flock -n 9 || die "another era-backup run holds $STATE_FILE.lock" 4
+locked=1
 
 prev=
 if [[ -e $STATE_FILE ]]; then
@@ -218,6 +253,7 @@ cleanup() {
       "run: dmsetup message $ERA_NAME 0 drop_metadata_snap" >&2
   fi
   rm -rf -- "$tmp"
+  state_cleanup
   exit "$status"
 }
 trap cleanup EXIT
@@ -275,14 +311,25 @@ else
 fi
 apply+=" $(rquote "$REMOTE_IMAGE")"
 say "$ERA_NAME: copying $what to $REMOTE:$REMOTE_IMAGE"
+# The messages of each side are kept apart, so that a failure is told in one
+# line: the cause, not the broken pipe or the cut stream it made on the other.
+copy_err=$tmp/copy.err
+((progress)) && copy_err=/dev/stderr
 set +e
-"${era_copy[@]}" "${opts[@]}" "$ERA_DEVICE" < "$input" | "${ssh[@]}" "$REMOTE" "$apply"
+"${era_copy[@]}" "${opts[@]}" "$ERA_DEVICE" < "$input" 2> "$copy_err" | "${ssh[@]}" "$REMOTE" "$apply" 2> "$tmp/apply.err"
 status=("${PIPESTATUS[@]}")
 set -e
-if ((status[0] != 0 || status[1] != 0)); then
-  # A failure on one side makes the other fail too (a cut stream, a broken
-  # pipe): both statuses are given, the messages above say which came first.
-  why="era-copy exit ${status[0]}, ssh $REMOTE ... era-apply exit ${status[1]}"
+last_line() { grep -v '^[[:space:]]*$' "$1" 2> /dev/null | tail -n 1 || true; }
+if ((status[0] == 0 && status[1] == 0)); then
+  cat -- "$tmp/copy.err" "$tmp/apply.err" >&2 2> /dev/null || true # warnings of a run that succeeded
+else
+  consequence='broken pipe|empty input|no stream at all|unexpected end of data|was cut|standard input'
+  cause=$(last_line "$tmp/copy.err")
+  apply_msg=$(last_line "$tmp/apply.err")
+  if ((status[0] == 0)) || [[ -z $cause || $cause =~ $consequence ]]; then
+    [[ -z $apply_msg ]] || ((status[1] == 0)) || cause=$apply_msg
+  fi
+  why="era-copy exit ${status[0]}, ssh $REMOTE ... era-apply exit ${status[1]}${cause:+: $cause}"
   ((status[1] == 255)) && why+=" (255: ssh itself failed)"
   # era-apply exit 3: it refused the stream before writing anything.
   ((status[1] == 3)) && die "$REMOTE refused the stream ($why); state unchanged${prev:+ (era $prev)}" 3
@@ -295,5 +342,7 @@ if ! { echo "$next" > "$new" && sync -- "$new" && mv -f -- "$new" "$STATE_FILE";
   rm -f -- "$new"
   die "the copy is done, but the state file $STATE_FILE could not be written: the next run copies since era ${prev:-0} again"
 fi
-sync -- "$(dirname -- "$STATE_FILE")" || true
+made_dir=0
+[[ -z $version || $warned == "$version" ]] || echo "$version" > "$STATE_FILE.tools" || true
+sync -- "$state_dir" || true
 say "$ERA_NAME: done${undo:+ (undo: $REMOTE:$undo)}; next run copies the blocks written since era $next"

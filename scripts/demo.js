@@ -5,6 +5,7 @@
 //      with real dm-era metadata made by era_restore (or, where
 //      thin-provisioning-tools is not installed, a bundled era_invalidate output)
 //   3. a digest sync:  bsum | bdiff | gzip | gunzip | bpatch
+// `node scripts/demo.js --bin DIR` runs the programs installed in DIR instead.
 // Each step is verified byte for byte and shows the bytes sent against the
 // size of the image.
 import { execFileSync, spawnSync } from 'node:child_process'
@@ -15,8 +16,17 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+// --bin DIR: run the programs installed in DIR (an installed package) instead of the workspaces' builds.
+const at = process.argv.indexOf('--bin')
+const installed = at < 0 ? undefined : process.argv[at + 1]
+if (at >= 0 && !installed) {
+  console.error('demo: --bin needs a directory, e.g. --bin /usr/local/bin')
+  process.exit(2)
+}
 const bin = (name) =>
-  `${JSON.stringify(process.execPath)} ${JSON.stringify(join(root, 'packages', name, 'dist', 'cli.js'))}`
+  installed === undefined
+    ? `${JSON.stringify(process.execPath)} ${JSON.stringify(join(root, 'packages', name, 'dist', 'cli.js'))}`
+    : JSON.stringify(join(installed, name))
 const dir = mkdtempSync(join(tmpdir(), 'blockpipe-demo-'))
 const BLOCK_SECTORS = 128
 const BLOCK = BLOCK_SECTORS * 512

@@ -72,11 +72,11 @@ void t.test('each page names every option of --help', async (t) => {
   }
 })
 
-void t.test('--version prints the package version', async (t) => {
+void t.test('--version prints the program and the package version', async (t) => {
   const version = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version
   for (const program of Object.keys(pkg.bin)) {
     const r = await run(program, ['--version'])
-    t.equal(r.stdout.toString().trim(), version, program)
+    t.equal(r.stdout.toString(), `${program} ${version}\n`, program)
   }
   t.equal(execFileSync(process.execPath, ['--version']).toString().startsWith('v'), true)
 })

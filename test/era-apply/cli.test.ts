@@ -42,7 +42,7 @@ void t.test('usage errors exit 2', async (t) => {
     [[], /^era-apply: missing TARGET\nTry 'era-apply --help' for more information\.\n$/],
     [[join(dir, 'a'), join(dir, 'b')], /^era-apply: one TARGET only, got /],
     [['--check', join(dir, 'a')], /^era-apply: --check takes no TARGET\n/],
-    [['--bogus', join(dir, 'a')], /^era-apply: Unknown argument: bogus\n/],
+    [['--bogus', join(dir, 'a')], /^era-apply: unknown option --bogus\n/],
   ]
   for (const [args, message] of cases) {
     const r = await run('era-apply', args, { input: full })

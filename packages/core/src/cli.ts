@@ -4,25 +4,35 @@ import { isatty } from 'node:tty'
 import yargs, { type Argv } from 'yargs'
 import { BlockpipeError, UsageError } from './errors.js'
 import { describeSystemError, isSystemError } from './system-errors.js'
+import { unknownOptionMessage } from './suggest.js'
 import { VERSION } from './version.js'
 
 // What every binary shares: option parsing that fails with exit 2, messages
 // prefixed with the program name, and exit statuses that mean something.
 
 export function commandLine(program: string, argv: string[], usage: string): Argv {
-  return yargs(argv)
+  const y: Argv = yargs(argv)
+  return y
     .scriptName(program)
     .usage(usage)
     .strictOptions()
-    .version(VERSION)
+    .version(`${program} ${VERSION}`)
     .alias('V', 'version')
     .help()
     .alias('h', 'help')
     .wrap(Math.min(100, process.stdout.columns ?? 100))
     .parserConfiguration({ 'duplicate-arguments-array': false })
     .fail((message: string | undefined, err: Error | undefined) => {
-      throw new UsageError(message ?? (err as Error).message)
+      throw new UsageError(unknownOptionMessage(message ?? (err as Error).message, knownOptions(y)))
     })
+}
+
+/** Every option name a command line knows, aliases included. */
+function knownOptions(y: Argv): string[] {
+  // getOptions() is yargs' own, missing from @types/yargs.
+  const options = y as unknown as { getOptions(): { key: Record<string, unknown>; alias: Record<string, string[]> } }
+  const { key, alias } = options.getOptions()
+  return [...new Set([...Object.keys(key), ...Object.keys(alias), ...Object.values(alias).flat()])]
 }
 
 export interface Io {
