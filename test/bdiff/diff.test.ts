@@ -25,7 +25,7 @@ async function delta(hash: Hash64, oldPath: string, newPath: string, blockSize: 
   const source = openSource(newPath)
   const old = openSource(oldPath)
   try {
-    let base = localBase(hash, old, blockSize, 11n)
+    let base = localBase(old, blockSize, 11n)
     if (viaStream) {
       const sums: Buffer[] = []
       const w = new StreamWriter(
@@ -40,9 +40,10 @@ async function delta(hash: Hash64, oldPath: string, newPath: string, blockSize: 
       )
       await w.start()
       const d = new DigestWriter(hash, w, blockSize, 11n)
+      const image = readFileSync(oldPath)
       for (let at = 0; at < old.size; at += blockSize) {
-        const n = await base.next()
-        await d.add(n.digest, n.length)
+        const chunk = image.subarray(at, at + blockSize)
+        await d.add(hash.digest(chunk, 11n), chunk.length)
       }
       await d.end()
       base = await streamBase(hash, sums)
