@@ -81,7 +81,7 @@ export async function* stripeDigests(
       ahead: AHEAD,
       control,
     }
-    const worker = new Worker(workerURL, { workerData: job, execArgv: process.execArgv })
+    const worker = new Worker(workerURL, { workerData: job })
     const queue: Message[] = []
     worker.on('message', (m: Message) => {
       queue.push(m)
