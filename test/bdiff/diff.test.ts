@@ -76,7 +76,7 @@ void t.test('random images, random edits: the delta always reproduces the new im
   const hash = await loadHash()
   const rnd = prng(2024)
   const pick = (n: number): number => Math.floor(rnd() * n)
-  for (let i = 0; i < 40; i++) {
+  for (let i = 0; i < 24; i++) {
     const blockSize = [4096, 8192, 65536][pick(3)] as number
     const oldSize = pick(3) === 0 ? pick(3) * blockSize : pick(40 * 4096)
     const old = randomBytes(oldSize, i)
