@@ -105,29 +105,29 @@ function syncCases(pattern, newImage) {
   const fix = (s) => s.replaceAll('NEW', newImage)
   const tools = [
     {
-      label: 'bsum | bdiff | bpatch',
+      label: 'bsum -b 64K | bdiff | bpatch',
       ours: true,
-      run: fix('T bsum tgt.img | T bdiff NEW | T bpatch tgt.img'),
-      sent: fix('bsum tgt.img | bdiff NEW | wc -c'),
+      run: fix('T bsum -b 64K tgt.img | T bdiff NEW | T bpatch tgt.img'),
+      sent: fix('bsum -b 64K tgt.img | bdiff NEW | wc -c'),
     },
     {
-      label: 'bsum -b 4K | bdiff | bpatch',
+      label: 'bsum -b 4K | bdiff | bpatch (the default)',
       ours: true,
       run: fix('T bsum -b 4K tgt.img | T bdiff NEW | T bpatch tgt.img'),
       sent: fix('bsum -b 4K tgt.img | bdiff NEW | wc -c'),
     },
     {
-      label: 'bdiff --digests-out | bpatch',
+      label: 'bdiff --digests-out | bpatch (4K)',
       ours: true,
-      before: 'bsum tgt.img > old.sum',
+      before: 'bsum -b 4K tgt.img > old.sum',
       run: fix('T bdiff --digests-out new.sum NEW < old.sum | T bpatch tgt.img; rm -f new.sum'),
       sent: fix('bdiff NEW < old.sum | wc -c'),
     },
     {
-      label: 'bdiff --base (local) | bpatch',
+      label: 'bdiff --base -b 4K (local) | bpatch',
       ours: true,
-      run: fix('T bdiff --base tgt.img NEW | T bpatch tgt.img'),
-      sent: fix('bdiff --base tgt.img NEW | wc -c'),
+      run: fix('T bdiff --base tgt.img -b 4K NEW | T bpatch tgt.img'),
+      sent: fix('bdiff --base tgt.img -b 4K NEW | wc -c'),
     },
   ]
   if (BSF) {
@@ -159,7 +159,7 @@ const cases = [
   {
     name: 'digest',
     tools: [
-      { label: 'bsum', ours: true, run: 'T bsum src.img > /dev/null' },
+      { label: 'bsum -b 64K', ours: true, run: 'T bsum -b 64K src.img > /dev/null' },
       { label: 'bsum -b 4K', ours: true, run: 'T bsum -b 4K src.img > /dev/null' },
       ...(have('xxhsum') ? [{ label: 'xxhsum -H64', run: 'T xxhsum -H64 src.img > /dev/null' }] : []),
       ...(BSF ? [{ label: 'blocksync-fast --make-digest', run: 'T $BSF --make-digest -s src.img > /dev/null' }] : []),
