@@ -13,7 +13,7 @@ import { K64, changed, put, same } from '../integration/bsync-lib.js'
 // when re-run, and an interrupted run re-run ends byte-identical.
 
 /** The digest stream of `target` and the delta that turns it into `source`. */
-async function makeDelta(target: string, source: string, bsumArgs: string[] = ['-b', '64K']): Promise<Buffer> {
+async function makeDelta(target: string, source: string, bsumArgs: string[] = []): Promise<Buffer> {
   const sums = await run('bsum', [...bsumArgs, target])
   if (sums.status !== 0) throw new Error(sums.stderr)
   const delta = await run('bdiff', [source], { input: sums.stdout })
