@@ -111,7 +111,7 @@ function syncCases(pattern, newImage) {
       sent: fix('bsum -b 64K tgt.img | bdiff NEW | wc -c'),
     },
     {
-      label: 'bsum -b 4K | bdiff | bpatch (the default)',
+      label: 'bsum -b 4K | bdiff | bpatch',
       ours: true,
       run: fix('T bsum -b 4K tgt.img | T bdiff NEW | T bpatch tgt.img'),
       sent: fix('bsum -b 4K tgt.img | bdiff NEW | wc -c'),
