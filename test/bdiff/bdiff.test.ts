@@ -23,11 +23,11 @@ function recordsIn(bytes: Buffer, parser: StreamParser): number {
 void t.test('records come out before the digest stream has ended', async (t) => {
   const dir = t.testdir()
   const K4 = 4096
-  const old = randomBytes(1024 * K4, 1)
-  const neu = changed(changed(old, 5, 1, 2), 1000 * K4, 1, 3)
+  const old = randomBytes(10_000 * K4, 1)
+  const neu = changed(changed(old, 5, 1, 2), 9000 * K4, 1, 3)
   const sums = (await run('bsum', ['-b', '4K', put(join(dir, 'old'), old)])).stdout
   const parsed = await parseStream(sums)
-  t.equal(parsed.records.length, 2, 'two SUMS records of 512 digests')
+  t.equal(parsed.records.length, 2, 'two SUMS records, of 8192 digests and the rest')
   const firstRecordEnd = parsed.records[1]?.position as number
 
   const child = spawn(process.execPath, [binPath('bdiff'), put(join(dir, 'new'), neu)], {
@@ -56,7 +56,7 @@ void t.test('records come out before the digest stream has ended', async (t) => 
   child.stdin.end(sums.subarray(firstRecordEnd))
   t.equal(await closed, 0, stderr)
   const d = await parseStream(Buffer.concat(out))
-  t.same(summary(d.records), [`DATA 0+${K4} base ${K4}`, `DATA ${1000 * K4}+${K4} base ${K4}`])
+  t.same(summary(d.records), [`DATA 0+${K4} base ${K4}`, `DATA ${9000 * K4}+${K4} base ${K4}`])
 })
 
 void t.test('--digests-out: the digest stream bsum would give, and tomorrow’s input', async (t) => {

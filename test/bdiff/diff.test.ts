@@ -25,7 +25,7 @@ async function delta(hash: Hash64, oldPath: string, newPath: string, blockSize: 
   const source = openSource(newPath)
   const old = openSource(oldPath)
   try {
-    let base = localBase(hash, old, blockSize, 11n)
+    let base = localBase(old, blockSize, 11n)
     if (viaStream) {
       const sums: Buffer[] = []
       const w = new StreamWriter(
@@ -40,9 +40,10 @@ async function delta(hash: Hash64, oldPath: string, newPath: string, blockSize: 
       )
       await w.start()
       const d = new DigestWriter(hash, w, blockSize, 11n)
+      const image = readFileSync(oldPath)
       for (let at = 0; at < old.size; at += blockSize) {
-        const n = await base.next()
-        await d.add(n.digest, n.length)
+        const chunk = image.subarray(at, at + blockSize)
+        await d.add(hash.digest(chunk, 11n), chunk.length)
       }
       await d.end()
       base = await streamBase(hash, sums)
@@ -75,7 +76,7 @@ void t.test('random images, random edits: the delta always reproduces the new im
   const hash = await loadHash()
   const rnd = prng(2024)
   const pick = (n: number): number => Math.floor(rnd() * n)
-  for (let i = 0; i < 40; i++) {
+  for (let i = 0; i < 24; i++) {
     const blockSize = [4096, 8192, 65536][pick(3)] as number
     const oldSize = pick(3) === 0 ? pick(3) * blockSize : pick(40 * 4096)
     const old = randomBytes(oldSize, i)

@@ -38,6 +38,7 @@ void t.test('sum: digests in order, size checks, progress', async (t) => {
   const seen: string[] = []
   const sink: DigestSink = {
     chunk: (offset, length, digest) => void seen.push(`${offset}+${length}:${hex(digest)}`),
+    many: () => void seen.push('many'),
     end: () => void seen.push('end'),
   }
   const a = randomBytes(100, 2)

@@ -69,7 +69,7 @@ that differ, for bpatch.`,
     let base: BaseDigests
     if (args.base !== undefined) {
       old = openSource(args.base)
-      base = localBase(hash, old, blockSize, seed)
+      base = localBase(old, blockSize, seed)
     } else {
       base = await streamBase(hash, standardInput('a digest stream from bsum'))
     }

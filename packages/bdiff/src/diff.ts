@@ -3,7 +3,8 @@ import {
   StreamReader,
   isStreamError,
   isZero,
-  readChunks,
+  readExactly,
+  stripeDigests,
   type ByteSource,
   type Device,
   type DigestWriter,
@@ -12,17 +13,20 @@ import {
   type StreamWriter,
 } from '@blockpipe/core'
 
-// bdiff walks the new image chunk by chunk, in step with the digests of the
-// old one, and writes a record for every chunk whose digest differs, as soon
-// as it knows. The old image's digests come from a digest stream (bsum on the
-// far side) or from reading the old image here (--base).
+// bdiff digests the new image in stripes on worker threads and compares each
+// batch of digests with the old image's; only the chunks that differ are read
+// again, here, to be sent. The old image's digests come from a digest stream
+// (bsum on the far side) or are made from the old image alongside the new
+// one's (--base).
 
 export interface BaseDigests {
   size: number
   blockSize: number
   seed: bigint
-  /** Digest and length of the next chunk of the old image. */
-  next(): Promise<{ digest: bigint; length: number }> | { digest: bigint; length: number }
+  /** --base: the old image, digested together with the new one. */
+  device?: Device
+  /** A digest stream: fills `into` with the digests of the next chunks of the old image. */
+  fill?: (into: Buffer) => Promise<void>
   /** Called after the last chunk the new image needed. */
   finish(): Promise<void> | void
 }
@@ -35,7 +39,7 @@ export async function streamBase(hash: Hash64, input: ByteSource): Promise<BaseD
     size: h.size,
     blockSize: h.blockSize,
     seed: h.seed,
-    next: () => fromDigestStream(reader.next()),
+    fill: (into) => fromDigestStream(reader.fill(into)),
     finish: () => fromDigestStream(reader.finish()),
   }
 }
@@ -53,16 +57,12 @@ async function fromDigestStream<T>(promise: Promise<T>): Promise<T> {
 }
 
 /** --base OLD: the old image is here; digest it as we go. */
-export function localBase(hash: Hash64, old: Device, blockSize: number, seed: bigint): BaseDigests {
-  const chunks = readChunks(old, blockSize)
+export function localBase(old: Device, blockSize: number, seed: bigint): BaseDigests {
   return {
     size: old.size,
     blockSize,
     seed,
-    next() {
-      const { data } = chunks.next().value as { data: Buffer }
-      return { digest: hash.digest(data, seed), length: data.length }
-    },
+    device: old,
     finish() {},
   }
 }
@@ -81,32 +81,57 @@ export async function diff(
   digestsOut: DigestWriter | undefined,
   progress: Progress | undefined,
 ): Promise<DiffResult> {
+  const B = base.blockSize
   const result: DiffResult = { chunks: 0, changed: 0, changedBytes: 0 }
   const image = hash.create(base.seed)
-  const raw = Buffer.alloc(8)
-  for (const { offset, data } of readChunks(source, base.blockSize)) {
-    const digest = hash.digest(data, base.seed)
-    raw.writeBigUInt64LE(digest)
-    image.update(raw)
-    await digestsOut?.add(digest, data.length)
-    result.chunks++
-    let old: { digest: bigint; length: number } | undefined
-    if (offset < base.size) {
-      old = await base.next()
-      if (old.digest === digest && old.length === data.length) {
-        progress?.update(offset + data.length)
-        continue
-      }
+  const baseChunks = Math.ceil(base.size / B)
+  const images = [source]
+  // Past the new image's last chunk the old image's digests are not needed.
+  const old = base.device && { ...base.device, size: Math.min(base.device.size, Math.ceil(source.size / B) * B) }
+  if (old !== undefined) images.push(old)
+  const data = Buffer.allocUnsafe(B)
+  let olds: Buffer = Buffer.alloc(0)
+  for await (const batch of stripeDigests(images, B, base.seed)) {
+    const digests = batch.digests[0] as Buffer
+    const n = digests.length / 8
+    const oldCount = Math.max(0, Math.min(n, baseChunks - batch.first))
+    if (old !== undefined) olds = batch.digests[1] as Buffer
+    else {
+      if (olds.length < oldCount * 8) olds = Buffer.allocUnsafe(oldCount * 8)
+      await (base.fill as NonNullable<BaseDigests['fill']>)(olds.subarray(0, oldCount * 8))
     }
-    result.changed++
-    result.changedBytes += data.length
-    const replaces = old && { length: old.length, digest: old.digest }
-    if (isZero(data)) await writer.zero(offset, data.length, replaces)
-    else await writer.data(offset, Buffer.from(data), replaces)
-    progress?.update(offset + data.length)
+    for (let k = 0; k < n; k++) {
+      const i = batch.first + k
+      const offset = i * B
+      const length = Math.min(B, source.size - offset)
+      const oldLength = Math.min(B, base.size - offset)
+      if (k < oldCount && oldLength === length && same(digests, olds, k * 8)) continue
+      readExactly(source, data, length, offset)
+      const chunk = data.subarray(0, length)
+      const digest = hash.digest(chunk, base.seed)
+      // The source changed since it was digested (a live device): send what
+      // was read now, and make its digest the one the stream records.
+      digests.writeBigUInt64LE(digest, k * 8)
+      if (k < oldCount && oldLength === length && same(digests, olds, k * 8)) continue
+      result.changed++
+      result.changedBytes += length
+      const replaces = k < oldCount ? { length: oldLength, digest: olds.readBigUInt64LE(k * 8) } : undefined
+      if (isZero(chunk)) await writer.zero(offset, length, replaces)
+      else await writer.data(offset, Buffer.from(chunk), replaces)
+    }
+    result.chunks += n
+    image.update(digests)
+    const end = Math.min(source.size, (batch.first + n) * B)
+    await digestsOut?.addMany(digests, end - batch.first * B)
+    progress?.update(end)
   }
   await base.finish()
   await writer.end(image.digest())
   await digestsOut?.end()
   return result
+}
+
+/** Whether the 8-byte digests at `at` of `a` and `b` are equal, without making bigints. */
+function same(a: Buffer, b: Buffer, at: number): boolean {
+  return a.readUInt32LE(at) === b.readUInt32LE(at) && a.readUInt32LE(at + 4) === b.readUInt32LE(at + 4)
 }

@@ -14,12 +14,11 @@ import {
   parseBlockSize,
   parseSeed,
   randomSeed,
-  readChunks,
   standardInput,
   refuseTerminalOutput,
   runMain,
 } from '@blockpipe/core'
-import { rechunk, streamSink, sum, textSink } from './sum.js'
+import { rechunk, streamSink, sum, sumDevice, textSink } from './sum.js'
 
 const PROGRAM = 'bsum'
 
@@ -84,17 +83,15 @@ chunk with xxh64 and writes a blockpipe digest stream, for bdiff.`,
     const sink = args.text
       ? textSink(hash, (line) => out.write(Buffer.from(line)), options)
       : await streamSink(hash, out, options)
-    const chunks = dev === undefined ? rechunk(input as Readable, blockSize) : deviceChunks(dev, blockSize)
-    const total = await sum(hash, chunks, sink, options)
+    const total =
+      dev === undefined
+        ? await sum(hash, rechunk(input as Readable, blockSize), sink, options)
+        : await sumDevice(dev, sink, options)
     await out.close()
     options.progress?.finish(total)
   } finally {
     if (dev !== undefined) close(dev)
   }
-}
-
-function* deviceChunks(dev: Parameters<typeof readChunks>[0], blockSize: number): Generator<Buffer> {
-  for (const { data } of readChunks(dev, blockSize)) yield data
 }
 
 await runMain(PROGRAM, () => main(process.argv.slice(2)))

@@ -5,6 +5,8 @@ import {
   StreamWriter,
   VERSION,
   producerMetadata,
+  stripeDigests,
+  type Device,
   type ByteSink,
   type Hash64,
   type Progress,
@@ -48,6 +50,8 @@ export async function* rechunk(
 
 export interface DigestSink {
   chunk(offset: number, length: number, digest: bigint): Promise<void> | void
+  /** The digests of the chunks from `offset` on (8 bytes each), covering `length` bytes. */
+  many(offset: number, digests: Buffer, length: number): Promise<void> | void
   end(): Promise<void> | void
 }
 
@@ -64,6 +68,7 @@ export async function streamSink(hash: Hash64, out: ByteSink, options: SumOption
   const digests = new DigestWriter(hash, writer, options.blockSize, options.seed)
   return {
     chunk: (_offset, length, digest) => digests.add(digest, length),
+    many: (_offset, d, length) => digests.addMany(d, length),
     end: () => digests.end(),
   }
 }
@@ -75,7 +80,13 @@ export function textSink(hash: Hash64, write: (line: string) => Promise<void> | 
   let size = 0
   let started = false
   const header = `# bsum ${VERSION} ${options.source} block-size ${options.blockSize} seed ${options.seed}\n`
-  return {
+  const sink: DigestSink = {
+    async many(offset, digests, length) {
+      for (let k = 0; k < digests.length / 8; k++) {
+        const at = offset + k * options.blockSize
+        await sink.chunk(at, Math.min(options.blockSize, offset + length - at), digests.readBigUInt64LE(k * 8))
+      }
+    },
     chunk(offset, length, digest) {
       d.writeBigUInt64LE(digest)
       image.update(d)
@@ -89,13 +100,27 @@ export function textSink(hash: Hash64, write: (line: string) => Promise<void> | 
       return write(`${started ? '' : header}# size ${size} image ${hex(image.digest())}\n`)
     },
   }
+  return sink
 }
 
 export function hex(n: bigint): string {
   return n.toString(16).padStart(16, '0')
 }
 
-/** Digests every chunk into `sink`; returns the bytes read. */
+/** Digests a file or device in stripes on worker threads; returns the bytes read. */
+export async function sumDevice(dev: Device, sink: DigestSink, options: SumOptions): Promise<number> {
+  const B = options.blockSize
+  for await (const { first, digests } of stripeDigests([dev], B, options.seed)) {
+    const d = digests[0] as Buffer
+    const end = Math.min(dev.size, (first + d.length / 8) * B)
+    await sink.many(first * B, d, end - first * B)
+    options.progress?.update(end)
+  }
+  await sink.end()
+  return dev.size
+}
+
+/** Digests every chunk of a stream of chunks into `sink`; returns the bytes read. */
 export async function sum(
   hash: Hash64,
   chunks: AsyncIterable<Buffer> | Iterable<Buffer>,

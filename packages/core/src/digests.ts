@@ -10,7 +10,7 @@ import type { StreamWriter } from './write.js'
 // DIGESTS_PER_RECORD digests, and the digest of all those digests in the end
 // record (the image digest).
 
-export const DIGESTS_PER_RECORD = 512
+export const DIGESTS_PER_RECORD = 8192
 export const DEFAULT_CHUNK_SIZE = 64 * 1024
 
 export function parseSeed(text: string): bigint {
@@ -24,6 +24,8 @@ export function parseSeed(text: string): bigint {
 export function randomSeed(): bigint {
   return randomBytes(8).readBigUInt64LE(0)
 }
+
+const ONE = Buffer.alloc(DIGEST_SIZE)
 
 /** Collects chunk digests into SUMS records. */
 export class DigestWriter {
@@ -42,11 +44,24 @@ export class DigestWriter {
   }
 
   /** The digest of the next chunk, `length` bytes long (short only for the last). */
-  async add(digest: bigint, length: number): Promise<void> {
-    this.#digests.writeBigUInt64LE(digest, this.#count * DIGEST_SIZE)
-    this.#count++
-    this.#length += length
-    if (this.#count === DIGESTS_PER_RECORD || length < this.#blockSize) await this.#flush()
+  add(digest: bigint, length: number): Promise<void> {
+    ONE.writeBigUInt64LE(digest)
+    return this.addMany(ONE, length)
+  }
+
+  /** The digests of the next chunks (8 bytes each), covering `length` bytes: all whole chunks but the image's last. */
+  async addMany(digests: Buffer, length: number): Promise<void> {
+    const B = this.#blockSize
+    const count = digests.length / DIGEST_SIZE
+    for (let i = 0; i < count;) {
+      const n = Math.min(DIGESTS_PER_RECORD - this.#count, count - i)
+      digests.copy(this.#digests, this.#count * DIGEST_SIZE, i * DIGEST_SIZE, (i + n) * DIGEST_SIZE)
+      this.#count += n
+      i += n
+      const covered = i === count ? length - (i - n) * B : n * B
+      this.#length += covered
+      if (this.#count === DIGESTS_PER_RECORD || covered < n * B) await this.#flush()
+    }
   }
 
   async #flush(): Promise<void> {
@@ -68,13 +83,12 @@ export class DigestWriter {
   }
 }
 
-/** Hands out the digests of a digest stream one chunk at a time, reading records as needed. */
+/** Hands out the digests of a digest stream in batches, reading records as needed. */
 export class DigestReader {
   readonly header: StreamHeader
   readonly #records: AsyncGenerator<StreamRecord>
   #current: StreamRecord | undefined
   #index = 0
-  #offset = 0
 
   constructor(reader: StreamReader) {
     if (reader.header.kind !== StreamKind.DIGEST) {
@@ -87,20 +101,19 @@ export class DigestReader {
     this.#records = reader.records()
   }
 
-  /** The digest and length of the next chunk; call it only for chunks before the header's size. */
-  async next(): Promise<{ digest: bigint; length: number }> {
-    while (this.#current === undefined || this.#index * DIGEST_SIZE >= this.#current.payload.length) {
-      // The parser ends a digest stream only once it has covered the header's
-      // size, so a record is always there for a chunk before that size.
-      this.#current = (await this.#records.next()).value as StreamRecord
-      this.#index = 0
+  /** Fills `into` with the digests of the next chunks, 8 bytes each, all before the header's size. */
+  async fill(into: Buffer): Promise<void> {
+    for (let at = 0; at < into.length;) {
+      while (this.#current === undefined || this.#index * DIGEST_SIZE >= this.#current.payload.length) {
+        // The parser ends a digest stream only once it has covered the header's
+        // size, so a record is always there for a chunk before that size.
+        this.#current = (await this.#records.next()).value as StreamRecord
+        this.#index = 0
+      }
+      const copied = this.#current.payload.copy(into, at, this.#index * DIGEST_SIZE)
+      this.#index += copied / DIGEST_SIZE
+      at += copied
     }
-    const B = this.header.blockSize
-    const digest = this.#current.payload.readBigUInt64LE(this.#index * DIGEST_SIZE)
-    this.#index++
-    const length = Math.min(B, this.header.size - this.#offset)
-    this.#offset += length
-    return { digest, length }
   }
 
   /** Reads the rest of the stream: its end record must be there and right. */
