@@ -157,9 +157,19 @@ void t.test('a journal is not continued onto another target', async (t) => {
   sameFile(t, snapshot(b), bBefore, 'B untouched')
   sameFile(t, snapshot(undo), journal, 'the journal untouched')
 
-  // The unfinished journal still rolls A back, checked first, with the usual warning.
+  // A power loss tore a region written after the journal's last sync: half old again.
+  const torn = readFileSync(a)
+  base.copy(torn, 100, 100, 2000)
+  writeFileSync(a, torn)
+  // On a copy (another file), the mismatch is a conflict: nothing is written.
+  const copy = join(dir, 'copy')
+  writeFileSync(copy, torn)
+  await t.rejects(apply(readFileSync(undo), copy), { code: 'ECONFLICT', message: /^conflict at byte 0: / })
+  sameBytes(t, readFileSync(copy), torn, 'the copy is untouched')
+  // On A itself the unfinished journal rolls back every region it holds, with warnings.
   const err = textSink()
   await apply(readFileSync(undo), a, { stderr: err.stream })
+  t.match(err.text(), /warning: this unfinished undo journal does not match .*a at byte 0: regions written just before/)
   t.match(err.text(), /the undo journal has no end record/)
   sameBytes(t, readFileSync(a), base, 'A rolled back')
 })

@@ -1,4 +1,4 @@
-import { fstatSync, rmSync } from 'node:fs'
+import { fstatSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, resolve } from 'node:path'
 import {
@@ -251,14 +251,22 @@ async function verifySpooled(hash: Hash64, input: ByteSource, options: ApplyOpti
   const checker = needsBaseChecks(header, options)
     ? new BaseChecker(hash, openSource(options.target), header)
     : undefined
+  // A bound journal's conflicts count once it is known to be whole: see unfinishedConflict.
+  let conflict: ConflictError | undefined
   try {
     for await (const rec of reader.records()) {
-      checker?.check(rec, options, 'nothing was written')
+      try {
+        checker?.check(rec, options, 'nothing was written')
+      } catch (err) {
+        if (mode !== 'checked' || !(err instanceof ConflictError)) throw err
+        conflict ??= err
+      }
       progress?.update(rec.offset + rec.length)
     }
+    if (conflict !== undefined) throw conflict
   } catch (err) {
     // The journal of an interrupted apply has no end record: what it holds is rolled back, with a warning.
-    if (mode === 'checked' && isStreamError(err)) return
+    if (mode === 'checked' && isStreamError(err)) return unfinishedConflict(header, options, conflict)
     throw annotate(
       err,
       header.kind === StreamKind.UNDO && isStreamError(err)
@@ -269,6 +277,23 @@ async function verifySpooled(hash: Hash64, input: ByteSource, options: ApplyOpti
   } finally {
     if (checker) close(checker.dev)
   }
+}
+
+/**
+ * After a crash or power loss, the target writes that followed an unfinished
+ * journal's last sync may be torn (part new, part old): its digests cannot
+ * tell a torn region from another image. On the target it was made for, the
+ * regions are restored with a warning; on any other, nothing is written.
+ */
+function unfinishedConflict(header: StreamHeader, options: ApplyOptions, conflict: ConflictError | undefined): void {
+  if (conflict === undefined) return
+  const id = targetId(statSync(options.target))
+  if (id !== header.metadata[TARGET_ID_KEY]) throw conflict
+  options.stderr?.write(
+    `${options.program}: warning: this unfinished undo journal does not match ${options.target} at byte` +
+      ` ${conflict.offset}: regions written just before the interruption may be torn, so its regions are` +
+      ' restored without that check\n',
+  )
 }
 
 async function openReader(hash: Hash64, input: ByteSource, options: ApplyOptions, state: string) {
@@ -426,7 +451,9 @@ class Applier {
     this.#target = target
     this.#options = options
     this.#journal = journal
-    this.#checker = needsBaseChecks(header, options) ? new BaseChecker(hash, target, header) : undefined
+    // A bound journal was checked whole before the first write (unfinished, it may not match: see unfinishedConflict).
+    const checked = isBoundJournal(header)
+    this.#checker = needsBaseChecks(header, options) && !checked ? new BaseChecker(hash, target, header) : undefined
     this.#progress = options.progress === true ? new Progress(options.program, header.size) : undefined
     const before = journal?.oldSize ?? target.size
     this.#holesFrom = target.blockDevice ? Infinity : target.existed ? before : 0
