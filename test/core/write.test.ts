@@ -57,14 +57,19 @@ void t.test('the writer refuses empty and too long records', async (t) => {
   t.equal(w.bytes, 56 + 48 + 48 + MAX_RECORD_LENGTH)
 })
 
-void t.test('the writer refuses base digests outside a delta, and SUMS outside a digest stream', async (t) => {
+void t.test('the writer refuses base digests outside a delta or undo, and SUMS outside a digest stream', async (t) => {
+  {
+    const { w } = await started({ kind: StreamKind.UNDO, size: 8192, blockSize: 4096 })
+    await w.data(0, Buffer.alloc(4096), { length: 4096, digest: 1n })
+    await w.zero(4096, 4096, { length: 4096, digest: 1n })
+  }
   for (const kind of [StreamKind.BLOCK, StreamKind.UNDO]) {
     const { w } = await started({ kind, size: 8192, blockSize: 4096 })
-    await t.rejects(w.data(0, Buffer.alloc(4096), { length: 4096, digest: 1n }), {
-      name: 'TypeError',
-      message: 'base digest outside a delta',
-    })
-    await t.rejects(w.zero(0, 4096, { length: 4096, digest: 1n }), { message: 'base digest outside a delta' })
+    if (kind === StreamKind.BLOCK) {
+      const message = 'base digest outside a delta or undo stream'
+      await t.rejects(w.data(0, Buffer.alloc(4096), { length: 4096, digest: 1n }), { name: 'TypeError', message })
+      await t.rejects(w.zero(0, 4096, { length: 4096, digest: 1n }), { message })
+    }
     await t.rejects(w.sums(0, 4096, Buffer.alloc(8)), {
       name: 'TypeError',
       message: `a SUMS record in a stream of kind ${kind}`,

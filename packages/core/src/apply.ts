@@ -1,4 +1,6 @@
-import { rmSync } from 'node:fs'
+import { fstatSync, rmSync, statSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, resolve } from 'node:path'
 import {
   close,
   openSource,
@@ -13,16 +15,34 @@ import {
   type TargetState,
 } from './device.js'
 import { applyEraRange } from './erarange-apply.js'
-import { sniffEraRange } from './erarange.js'
+import { peekBytes, sniffEraRange } from './erarange.js'
 import { BlockpipeError, ConflictError, UsageError, extendStreamError, isStreamError } from './errors.js'
-import { KIND_NAMES, RECORD_FLAG_BASE, StreamKind, isFull, type EndInfo, type StreamHeader } from './format.js'
+import {
+  HEADER_SIZE,
+  KIND_NAMES,
+  RECORD_FLAG_BASE,
+  StreamKind,
+  decodeHeader,
+  decodeHeaderFixed,
+  isFull,
+  type EndInfo,
+  type StreamHeader,
+} from './format.js'
 import { loadHash, type Hash64 } from './hash.js'
 import type { StreamRecord } from './parse.js'
 import { Progress } from './progress.js'
 import { StreamReader, type ByteSource } from './read.js'
 import { formatBytes } from './size.js'
 import { createSpool, fileChunks, tee } from './spool.js'
-import { UNDO_BATCH_BYTES, UNDO_BATCH_RECORDS, UndoJournal, syncDirectory } from './undo.js'
+import {
+  TARGET_ID_KEY,
+  UNDO_BATCH_BYTES,
+  UNDO_BATCH_RECORDS,
+  UndoJournal,
+  isBoundJournal,
+  syncDirectory,
+  targetId,
+} from './undo.js'
 import { isZero, zeros } from './zero.js'
 
 // The apply engine behind era-apply and bpatch. Records are checked as they
@@ -75,13 +95,54 @@ export async function applyStream(input: ByteSource, options: ApplyOptions): Pro
   const sniffed = await sniffEraRange(input)
   if (sniffed.legacy) return applyEraRange(hash, sniffed.source, options)
   input = sniffed.source
-  if (options.spool === undefined) return applyFrom(hash, input, options, false)
-  const spool = createSpool(options.spool, options.program)
+  let spoolAt = options.spool
+  if (spoolAt === undefined) {
+    // A bound undo journal is checked whole against the target before the
+    // rollback writes anything: it is stored first, as with --spool.
+    const peeked = await peekHeader(hash, input)
+    input = peeked.source
+    if (peeked.header === undefined || !isBoundJournal(peeked.header) || options.force === true) {
+      return applyFrom(hash, input, options, 'stream')
+    }
+    spoolAt = autoSpoolDirectory(options.target)
+  }
+  const mode = options.spool === undefined ? 'checked' : 'spool'
+  const spool = createSpool(spoolAt, options.program)
   try {
-    await verifySpooled(hash, tee(input, spool.sink, spool.path), options)
-    return await applyFrom(hash, fileChunks(spool.fd, spool.sink.position), options, true)
+    await verifySpooled(hash, tee(input, spool.sink, spool.path), options, mode)
+    return await applyFrom(hash, fileChunks(spool.fd, spool.sink.position), options, mode)
   } finally {
     spool.close()
+  }
+}
+
+/** Where an undo journal is stored to be checked: beside a file target, in the temporary directory for a device. */
+function autoSpoolDirectory(target: string): string {
+  const state = targetState(target)
+  return state.blockDevice ? tmpdir() : dirname(resolve(target))
+}
+
+/**
+ * `spool`: the stream was stored and verified whole (--spool); `checked`: a
+ * bound undo journal stored and checked against the target, applied as far
+ * as it is whole; `stream`: applied as it arrives.
+ */
+type Mode = 'spool' | 'checked' | 'stream'
+
+/** The header of a blockpipe stream, if its start is a valid one, and the stream again from its first byte. */
+async function peekHeader(hash: Hash64, input: ByteSource): Promise<{ header?: StreamHeader; source: ByteSource }> {
+  let peeked = await peekBytes(input, HEADER_SIZE)
+  const at = { record: 0, offset: 0 }
+  try {
+    const { metadataLength } = decodeHeaderFixed(peeked.head, at)
+    const length = HEADER_SIZE + metadataLength
+    if (peeked.head.length < length) peeked = await peekBytes(peeked.source, length)
+    const head = peeked.head
+    const header = decodeHeader(hash, head.subarray(0, HEADER_SIZE), head.subarray(HEADER_SIZE, length), at)
+    return { header, source: peeked.source }
+  } catch {
+    // Not a whole, valid header: the reader says what is wrong with it.
+    return { source: peeked.source }
   }
 }
 
@@ -177,7 +238,7 @@ function resumes(hash: Hash64, header: StreamHeader, state: TargetState, options
 }
 
 /** --spool, first pass: the whole stream is read, stored and checked; the target is only read. */
-async function verifySpooled(hash: Hash64, input: ByteSource, options: ApplyOptions): Promise<void> {
+async function verifySpooled(hash: Hash64, input: ByteSource, options: ApplyOptions, mode: Mode): Promise<void> {
   const untouched = `nothing was written to ${options.target}`
   const reader = await openReader(hash, input, options, untouched)
   const { header } = reader
@@ -190,12 +251,22 @@ async function verifySpooled(hash: Hash64, input: ByteSource, options: ApplyOpti
   const checker = needsBaseChecks(header, options)
     ? new BaseChecker(hash, openSource(options.target), header)
     : undefined
+  // A bound journal's conflicts count once it is known to be whole: see unfinishedConflict.
+  let conflict: ConflictError | undefined
   try {
     for await (const rec of reader.records()) {
-      checker?.check(rec, options, 'nothing was written')
+      try {
+        checker?.check(rec, options, 'nothing was written')
+      } catch (err) {
+        if (mode !== 'checked' || !(err instanceof ConflictError)) throw err
+        conflict ??= err
+      }
       progress?.update(rec.offset + rec.length)
     }
+    if (conflict !== undefined) throw conflict
   } catch (err) {
+    // The journal of an interrupted apply has no end record: what it holds is rolled back, with a warning.
+    if (mode === 'checked' && isStreamError(err)) return unfinishedConflict(header, options, conflict)
     throw annotate(
       err,
       header.kind === StreamKind.UNDO && isStreamError(err)
@@ -206,6 +277,23 @@ async function verifySpooled(hash: Hash64, input: ByteSource, options: ApplyOpti
   } finally {
     if (checker) close(checker.dev)
   }
+}
+
+/**
+ * After a crash or power loss, the target writes that followed an unfinished
+ * journal's last sync may be torn (part new, part old): its digests cannot
+ * tell a torn region from another image. On the target it was made for, the
+ * regions are restored with a warning; on any other, nothing is written.
+ */
+function unfinishedConflict(header: StreamHeader, options: ApplyOptions, conflict: ConflictError | undefined): void {
+  if (conflict === undefined) return
+  const id = targetId(statSync(options.target))
+  if (id !== header.metadata[TARGET_ID_KEY]) throw conflict
+  options.stderr?.write(
+    `${options.program}: warning: this unfinished undo journal does not match ${options.target} at byte` +
+      ` ${conflict.offset}: regions written just before the interruption may be torn, so its regions are` +
+      ' restored without that check\n',
+  )
 }
 
 async function openReader(hash: Hash64, input: ByteSource, options: ApplyOptions, state: string) {
@@ -224,7 +312,24 @@ function advice(options: ApplyOptions): string {
 }
 
 function needsBaseChecks(header: StreamHeader, options: ApplyOptions): boolean {
-  return header.kind === StreamKind.DELTA && options.force !== true
+  return (header.kind === StreamKind.DELTA || isBoundJournal(header)) && options.force !== true
+}
+
+/** Says what a rollback cannot check: an undo journal without digests, or one made for another file. */
+function warnJournal(header: StreamHeader, options: ApplyOptions, state: TargetState & { id?: string }): void {
+  if (header.kind !== StreamKind.UNDO) return
+  const say = (text: string): void => void options.stderr?.write(`${options.program}: warning: ${text}\n`)
+  if (!isBoundJournal(header)) {
+    say(
+      'this undo journal is of an older kind, without the digests of what its apply wrote: it cannot be checked' +
+        ` against ${options.target}, and is applied as it is`,
+    )
+  } else if (state.id !== undefined && state.id !== header.metadata[TARGET_ID_KEY]) {
+    say(
+      `this undo journal was made for ${header.metadata.target ?? 'another target'} (${header.metadata[TARGET_ID_KEY]});` +
+        ` ${options.target} is ${state.id} (a copy?): its digests decide`,
+    )
+  }
 }
 
 /**
@@ -239,15 +344,11 @@ function annotate(err: unknown, state: string, advice = ''): unknown {
   return err
 }
 
-async function applyFrom(
-  hash: Hash64,
-  input: ByteSource,
-  options: ApplyOptions,
-  spooled: boolean,
-): Promise<ApplyResult> {
+async function applyFrom(hash: Hash64, input: ByteSource, options: ApplyOptions, mode: Mode): Promise<ApplyResult> {
+  const spooled = mode === 'spool'
   const reader = await openReader(hash, input, options, `nothing was written to ${options.target}`)
   const { header } = reader
-  if (!spooled) {
+  if (mode === 'stream') {
     const state = targetState(options.target)
     preflight(header, state, options, () => resumes(hash, header, state, options))
   }
@@ -259,6 +360,7 @@ async function applyFrom(
     if (options.undo !== undefined) {
       journal = await UndoJournal.open(hash, { path: options.undo, stream: header, target, program: options.program })
     }
+    warnJournal(header, options, { ...target, exists: target.existed, id: targetId(fstatSync(target.fd)) })
     applier = new Applier(hash, header, target, options, journal)
     let rolledBackPartly = false
     try {
@@ -349,7 +451,9 @@ class Applier {
     this.#target = target
     this.#options = options
     this.#journal = journal
-    this.#checker = needsBaseChecks(header, options) ? new BaseChecker(hash, target, header) : undefined
+    // A bound journal was checked whole before the first write (unfinished, it may not match: see unfinishedConflict).
+    const checked = isBoundJournal(header)
+    this.#checker = needsBaseChecks(header, options) && !checked ? new BaseChecker(hash, target, header) : undefined
     this.#progress = options.progress === true ? new Progress(options.program, header.size) : undefined
     const before = journal?.oldSize ?? target.size
     this.#holesFrom = target.blockDevice ? Infinity : target.existed ? before : 0
@@ -386,7 +490,9 @@ class Applier {
   async #flush(): Promise<void> {
     const journal = this.#journal as UndoJournal
     if (this.#pending.length === 0) return
-    for (const rec of this.#pending) await journal.save(this.#target, rec.offset, rec.length)
+    for (const rec of this.#pending) {
+      await journal.save(this.#target, rec.offset, rec.length, rec.type === 'DATA' ? rec.payload : undefined)
+    }
     journal.sync()
     for (const rec of this.#pending) this.#write(rec)
     this.#pending = []
@@ -462,6 +568,8 @@ class BaseChecker {
   check(rec: StreamRecord, options: ApplyOptions, before: string): 'same' | 'base' {
     const hasBase = (rec.flags & RECORD_FLAG_BASE) !== 0
     const span = Math.max(rec.length, rec.baseLength)
+    // Undo records are not cut to the block size: up to the format's record length.
+    if (span > this.#buf.length) this.#buf = Buffer.allocUnsafe(span)
     const got = readAt(this.dev, this.#buf, span, rec.offset)
     const current = this.#buf.subarray(0, got)
     const now = current.subarray(0, rec.length)
@@ -479,6 +587,15 @@ class BaseChecker {
       return 'base'
     }
     const chunk = Math.floor(rec.offset / this.#header.blockSize)
+    if (this.#header.kind === StreamKind.UNDO) {
+      throw new ConflictError(
+        `conflict at byte ${rec.offset}: ${options.target} holds neither what the apply this undo journal` +
+          ' undoes wrote there nor the old data it restores. The target changed since, this journal is for' +
+          ' another image, or undo journals are applied out of order (newest first, each to the image its' +
+          ` apply left). Stopped: ${before}. Use --force to write regardless`,
+        rec.offset,
+      )
+    }
     const holds = hasBase
       ? 'neither the data this delta was made against nor its new data'
       : `data past the end of the ${this.#header.baseSize}-byte image this delta was made against (neither zeros nor its new data)`

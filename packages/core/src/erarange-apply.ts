@@ -258,7 +258,7 @@ class LegacyApplier {
   async #flush(): Promise<void> {
     const journal = this.#journal as UndoJournal
     if (this.#pending.length === 0) return
-    for (const p of this.#pending) await journal.save(this.#target, p.offset, p.data.length)
+    for (const p of this.#pending) await journal.save(this.#target, p.offset, p.data.length, p.data)
     journal.sync()
     for (const p of this.#pending) this.#write(p)
     this.#pending = []

@@ -201,12 +201,20 @@ export async function listEraRange(
  * ERARANGE stream, and the input again from its first byte.
  */
 export async function sniffEraRange(input: ByteSource): Promise<{ legacy: boolean; source: ByteSource }> {
+  const { head, source } = await peekBytes(input, ERARANGE_MAGIC.length)
+  // The whole magic: a scrap of it is no stream at all, and is said to be not a blockpipe stream.
+  const legacy = head.length >= ERARANGE_MAGIC.length && isEraRange(head.subarray(0, ERARANGE_MAGIC.length))
+  return { legacy, source }
+}
+
+/** At least the first `length` bytes of a source (fewer if it ends before), and the source again from its start. */
+export async function peekBytes(input: ByteSource, length: number): Promise<{ head: Buffer; source: ByteSource }> {
   const it: AsyncIterator<Uint8Array> | Iterator<Uint8Array> =
     Symbol.asyncIterator in input ? input[Symbol.asyncIterator]() : input[Symbol.iterator]()
   const head: Uint8Array[] = []
   let have = 0
   let ended = false
-  while (have < ERARANGE_MAGIC.length) {
+  while (have < length) {
     const r = await it.next()
     if (r.done === true) {
       ended = true
@@ -215,10 +223,8 @@ export async function sniffEraRange(input: ByteSource): Promise<{ legacy: boolea
     head.push(r.value)
     have += r.value.length
   }
-  const first = Buffer.concat(head.map((c) => Buffer.from(c.buffer, c.byteOffset, c.length))).subarray(0, 8)
-  // The whole magic: a scrap of it is no stream at all, and is said to be not a blockpipe stream.
-  const legacy = first.length === ERARANGE_MAGIC.length && isEraRange(first)
-  return { legacy, source: replay(head, ended ? undefined : it) }
+  const bytes = Buffer.concat(head.map((c) => Buffer.from(c.buffer, c.byteOffset, c.length)))
+  return { head: bytes, source: replay(head, ended ? undefined : it) }
 }
 
 async function* replay(

@@ -17,7 +17,7 @@ import type { Hash64 } from './hash.js'
 import { StreamParser } from './parse.js'
 import { VERSION } from './version.js'
 import { FdSink, StreamWriter } from './write.js'
-import { isZero } from './zero.js'
+import { isZero, zeros } from './zero.js'
 
 // The undo journal is an ordinary stream of kind UNDO holding the old
 // contents of every region an apply overwrites. Before a batch of target
@@ -27,8 +27,14 @@ import { isZero } from './zero.js'
 // The journal's header is synced before the target is touched at all, so an
 // undo file whose header is not whole belongs to a run that changed nothing:
 // it is started afresh. A journal with a whole header and no end record is
-// continued by a re-run of the same stream (the records after its last whole
-// one were never followed by a target write: the sync comes first).
+// continued by a re-run of the same stream onto the same target (the records
+// after its last whole one were never followed by a target write: the sync
+// comes first).
+//
+// A journal is bound to what it undoes: its header names the target's
+// identity (`target-id`), and each record carries the digest (seed 0) of the
+// bytes the apply wrote there, so a rollback checks that the target still
+// holds them before it writes anything. Journals without them are legacy.
 
 /** Target writes wait in batches for their old contents to reach the journal: one sync per batch. */
 export const UNDO_BATCH_BYTES = 32 * 1024 * 1024
@@ -52,6 +58,26 @@ export interface UndoTarget {
 }
 
 const READ_PIECE = 1024 * 1024
+const ZERO_PIECE = 1024 * 1024
+
+/** Metadata key of the target's identity in an undo journal's header. */
+export const TARGET_ID_KEY = 'target-id'
+
+/** The identity of a regular file (device and inode) or block device (major and minor) an undo journal belongs to. */
+export function targetId(st: Pick<Stats, 'dev' | 'ino' | 'rdev' | 'isBlockDevice'>): string {
+  if (st.isBlockDevice()) {
+    const rdev = BigInt(st.rdev)
+    const major = ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & 0xfffff000n)
+    const minor = (rdev & 0xffn) | ((rdev >> 12n) & 0xffffff00n)
+    return `block:${major}:${minor}`
+  }
+  return `file:${st.dev}:${st.ino}`
+}
+
+/** Whether an undo journal's header binds it to its target (records with base digests). */
+export function isBoundJournal(header: StreamHeader): boolean {
+  return header.kind === StreamKind.UNDO && header.metadata[TARGET_ID_KEY] !== undefined
+}
 
 export class UndoJournal {
   readonly path: string
@@ -64,17 +90,28 @@ export class UndoJournal {
   readonly #fd: number
   readonly #writer: StreamWriter
   readonly #sink: FdSink
+  readonly #hash: Hash64
+  /** The size the apply leaves the target at: base digests stop there. */
+  readonly #newSize: number
+  /** Records carry base digests (a legacy journal being continued does not). */
+  readonly #bound: boolean
   #regions = 0
 
   private constructor(
+    hash: Hash64,
     path: string,
     fd: number,
     sink: FdSink,
     writer: StreamWriter,
-    oldSize: number,
+    sizes: { old: number; new: number },
     resumedUpTo: number,
     created: boolean,
+    bound: boolean,
   ) {
+    this.#hash = hash
+    this.#newSize = sizes.new
+    this.#bound = bound
+    const oldSize = sizes.old
     this.path = path
     this.#fd = fd
     this.#sink = sink
@@ -138,10 +175,12 @@ export class UndoJournal {
         target: init.target.path,
         'stream-id': streamId(init.stream),
         created: new Date().toISOString(),
+        [TARGET_ID_KEY]: targetId(fstatSync(init.target.fd)),
       },
     }
     const writer = new StreamWriter(hash, sink, header)
-    const journal = new UndoJournal(init.path, fd, sink, writer, init.target.size, 0, true)
+    const sizes = { old: init.target.size, new: init.stream.size }
+    const journal = new UndoJournal(hash, init.path, fd, sink, writer, sizes, 0, true, true)
     try {
       await journal.#guard(() => writer.start())
       journal.sync()
@@ -168,7 +207,8 @@ export class UndoJournal {
       { kind: StreamKind.UNDO, size: header.size, baseSize: header.baseSize, blockSize: header.blockSize },
       { chain: parser.chain, records: parser.records, covered: parser.covered, ...parser.totals },
     )
-    return new UndoJournal(init.path, fd, sink, writer, header.size, parser.covered, false)
+    const sizes = { old: header.size, new: header.baseSize }
+    return new UndoJournal(hash, init.path, fd, sink, writer, sizes, parser.covered, false, isBoundJournal(header))
   }
 
   /** Regions journaled by this run. */
@@ -176,18 +216,32 @@ export class UndoJournal {
     return this.#regions
   }
 
-  /** Journals the current contents of [offset, offset+length) of the target, as far as it is old data. */
-  async save(target: Device, offset: number, length: number): Promise<void> {
+  /**
+   * Journals the current contents of [offset, offset+length) of the target,
+   * as far as it is old data, before the apply writes `after` there (the
+   * bytes from `offset` on; undefined: zeros, or nothing past the new size).
+   */
+  async save(target: Device, offset: number, length: number, after?: Uint8Array): Promise<void> {
     const end = Math.min(offset + length, this.oldSize)
     for (let pos = Math.max(offset, this.#writer.state.covered); pos < end;) {
       const n = Math.min(MAX_RECORD_LENGTH, end - pos)
       const old = Buffer.allocUnsafe(n)
       old.fill(0, readAt(target, old, n, pos))
       const at = pos
-      await this.#guard(() => (isZero(old) ? this.#writer.zero(at, n) : this.#writer.data(at, old)))
+      const base = this.#bound ? this.#base(pos, n, after?.subarray(pos - offset)) : undefined
+      await this.#guard(() => (isZero(old) ? this.#writer.zero(at, n, base) : this.#writer.data(at, old, base)))
       this.#regions++
       pos += n
     }
+  }
+
+  /** What the apply leaves in [pos, pos+n) as far as the new size: the state this record undoes. */
+  #base(pos: number, n: number, after: Uint8Array | undefined): { length: number; digest: bigint } {
+    const length = Math.max(0, Math.min(n, this.#newSize - pos))
+    if (after !== undefined) return { length, digest: this.#hash.digest(after.subarray(0, length), 0n) }
+    const h = this.#hash.create(0n)
+    for (let done = 0; done < length; done += ZERO_PIECE) h.update(zeros(Math.min(ZERO_PIECE, length - done)))
+    return { length, digest: h.digest() }
   }
 
   /** Makes what was journaled durable: call before writing the regions. */
@@ -304,6 +358,17 @@ function judge(
   if (parser.done) return refuse(refusal(path, 'holds the complete journal of a finished apply'))
   if (header.metadata['stream-id'] !== streamId(stream)) {
     return refuse(refusal(path, 'is the unfinished journal of another stream (roll that apply back with it first)'))
+  }
+  const boundTo = header.metadata[TARGET_ID_KEY]
+  if (boundTo !== undefined && (targetStat === undefined || targetId(targetStat) !== boundTo)) {
+    const was = header.metadata.target ?? 'another target'
+    return refuse(
+      new ConflictError(
+        `the undo file ${path} is the unfinished journal of this stream applied to ${was} (${boundTo}), and ` +
+          `${target.path} ${targetStat === undefined ? 'does not exist' : `is another ${targetStat.isBlockDevice() ? 'device' : 'file'} (${targetId(targetStat)})`}: ` +
+          `finish that apply (same target, same --undo), or roll it back with ${path}. Nothing was written`,
+      ),
+    )
   }
   if (!target.blockDevice && target.size !== header.size && target.size !== stream.size) {
     return refuse(
