@@ -1,9 +1,12 @@
 import t from 'tap'
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { TruncatedStreamError } from '../../packages/core/src/errors.js'
 import { StreamKind } from '../../packages/core/src/format.js'
-import { StreamReader } from '../../packages/core/src/read.js'
-import { build, digestStream, hash, sampleStream } from './streams.js'
+import { FileSource, StreamReader } from '../../packages/core/src/read.js'
+import { build, digestStream, hash, parseAll, sampleStream } from './streams.js'
 
 async function* pieces(buf: Buffer, size: number, pulled?: { n: number }): AsyncGenerator<Uint8Array> {
   for (let at = 0; at < buf.length; at += size) {
@@ -115,4 +118,42 @@ void t.test('a cut, empty or corrupt source rejects, where it is met', async (t)
   )
   t.same(got3, ['DATA', 'ZERO', 'DATA'])
   t.ok(r2.end, 'the end record was read before the extra byte')
+})
+
+void t.test('a regular file is read with exactly the reads the parser asks for', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'read-file-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const buf = await sampleStream()
+  const open = (name: string, data: Buffer): number => {
+    writeFileSync(join(dir, name), data)
+    const fd = openSync(join(dir, name), 'r')
+    t.teardown(() => closeSync(fd))
+    return fd
+  }
+  const read = async (fd: number, scratch: boolean) => {
+    const r = await StreamReader.open(new FileSource(fd), hash, scratch)
+    const payloads: Buffer[] = []
+    for await (const rec of r.records()) if (rec.payload.length > 0) payloads.push(rec.payload)
+    return { r, payloads }
+  }
+  const whole = await read(open('whole.bps', buf), false)
+  t.ok(whole.r.end, 'read to its end record')
+  t.equal(whole.payloads.length, 2)
+  const expected = parseAll(buf).flatMap((i) =>
+    i.type === 'record' && i.record.payload.length > 0 ? [i.record.payload] : [],
+  )
+  t.same(whole.payloads, expected, 'payloads of their own, intact after later reads')
+  const scratch = await read(open('scratch.bps', buf), true)
+  t.ok(scratch.r.end)
+  t.equal(scratch.payloads[0]?.buffer, scratch.payloads[1]?.buffer, 'with scratch, one buffer for every payload')
+  await t.rejects(read(open('joined.bps', Buffer.concat([buf, buf])), true), { name: 'TrailingDataError' })
+  await t.rejects(read(open('cut.bps', buf.subarray(0, buf.length - 10)), true), TruncatedStreamError)
+  // Iterated, it gives pieces of up to 1 MiB, as any other source.
+  const big = Buffer.alloc((1 << 20) + 5, 3)
+  const pieces = [...new FileSource(open('big', big))]
+  t.same(
+    pieces.map((p) => p.length),
+    [1 << 20, 5],
+  )
+  t.same([...new FileSource(open('empty', Buffer.alloc(0)))], [])
 })

@@ -90,8 +90,9 @@ async function run(hash: Hash64, source: Device, base: BaseDigests, digestsOut: 
     seed: base.seed,
     metadata: producerMetadata(PROGRAM, source.path),
   })
-  const sums = digestsOut === undefined ? undefined : await openDigestsOut(hash, digestsOut, source, base)
+  const sums = digestsOut === undefined ? undefined : openDigestsOut(hash, digestsOut, source, base)
   try {
+    await sums?.start()
     await writer.start()
     const meter = progress ? new Progress(PROGRAM, source.size) : undefined
     const result = await diff(hash, source, base, writer, sums?.writer, meter)
@@ -104,7 +105,7 @@ async function run(hash: Hash64, source: Device, base: BaseDigests, digestsOut: 
 }
 
 /** The digest file is written under a temporary name and renamed once whole. */
-async function openDigestsOut(hash: Hash64, path: string, source: Device, base: BaseDigests) {
+function openDigestsOut(hash: Hash64, path: string, source: Device, base: BaseDigests) {
   const tmp = `${path}.tmp-${process.pid}`
   let fd: number
   try {
@@ -122,15 +123,10 @@ async function openDigestsOut(hash: Hash64, path: string, source: Device, base: 
     seed: base.seed,
     metadata: producerMetadata(PROGRAM, source.path),
   })
-  try {
-    await stream.start()
-  } catch (err) {
-    closeSync(fd)
-    unlinkSync(tmp)
-    throw err
-  }
   let open = true
   return {
+    /** Inside the caller's try: a failure here is cleaned up by abandon() as any later one. */
+    start: () => stream.start(),
     writer: new DigestWriter(hash, stream, base.blockSize, base.seed),
     commit() {
       fsyncSync(fd)

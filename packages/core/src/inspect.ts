@@ -32,7 +32,7 @@ export interface StreamVisitor {
 
 /** Reads and verifies a whole stream, showing `visit` the header and then every record as it is read. */
 export async function inspectStream(input: ByteSource, visit: StreamVisitor): Promise<StreamSummary> {
-  const reader = await StreamReader.open(input, await loadHash())
+  const reader = await StreamReader.open(input, await loadHash(), true)
   await visit.header?.(reader.header)
   for await (const rec of reader.records()) await visit.record?.(rec, reader.header)
   return { header: reader.header, end: reader.end as EndInfo, bytes: reader.parser.position }

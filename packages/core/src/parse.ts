@@ -91,6 +91,32 @@ export class StreamParser {
     return this.#state === 'done'
   }
 
+  /**
+   * Bytes to push before `next` can move on: a source that can read exactly
+   * that much (a regular file) hands every field over in one piece, uncopied.
+   * After the end record, 1: any byte at all is trailing data.
+   */
+  get wanted(): number {
+    const queued = this.#queue.length
+    switch (this.#state) {
+      case 'header':
+        return HEADER_SIZE - queued
+      case 'metadata':
+        return (this.#fixed as Buffer).readUInt16LE(38) - queued
+      case 'record':
+        return RECORD_HEADER_SIZE - queued
+      case 'payload':
+        return (this.#pending as RecordHeader).payloadLength - queued
+      case 'done':
+        return 1
+    }
+  }
+
+  /** Is the parser waiting for the payload of a record? */
+  get inPayload(): boolean {
+    return this.#state === 'payload'
+  }
+
   /** Takes `chunk` without copying it: the caller must not reuse it. */
   push(chunk: Uint8Array): void {
     if (this.#state === 'done' && chunk.length > 0) throw new TrailingDataError(this.#at())

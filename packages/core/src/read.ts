@@ -1,3 +1,6 @@
+import { fstatSync, readSync } from 'node:fs'
+import { isatty } from 'node:tty'
+import { refuseTerminalInput, standardInput } from './cli.js'
 import type { EndInfo, StreamHeader } from './format.js'
 import { loadHash, type Hash64 } from './hash.js'
 import { StreamParser, type StreamItem, type StreamRecord } from './parse.js'
@@ -21,9 +24,14 @@ export class StreamReader {
     this.#items = items
   }
 
-  static async open(source: ByteSource, hash?: Hash64): Promise<StreamReader> {
+  /**
+   * `scratch`: the payload of a record may be read into memory that the next
+   * record reuses, for a consumer that is done with each record before it
+   * asks for the next (a listing, a check), never for one that keeps them.
+   */
+  static async open(source: ByteSource, hash?: Hash64, scratch = false): Promise<StreamReader> {
     const parser = new StreamParser(hash ?? (await loadHash()))
-    const items = parse(source, parser)
+    const items = source instanceof FileSource ? parseFile(source, parser, scratch) : parse(source, parser)
     const first = await items.next()
     // parse() yields the header first or throws.
     const item = first.value as Extract<StreamItem, { type: 'header' }>
@@ -42,6 +50,57 @@ export class StreamReader {
     }
     return this.#end as EndInfo
   }
+}
+
+/**
+ * A regular file read with exactly the reads the parser asks for: each field
+ * arrives in one piece and is handed over without a copy, and a record is
+ * hashed while it is still in the CPU cache. Iterated, it gives 1 MiB pieces.
+ */
+export class FileSource implements Iterable<Uint8Array> {
+  readonly #fd: number
+  #scratch = Buffer.alloc(0)
+
+  constructor(fd: number) {
+    this.#fd = fd
+  }
+
+  /** `n` bytes, fewer only at the end; with `scratch`, into memory the next scratch read reuses. */
+  read(n: number, scratch = false): Buffer {
+    if (scratch && this.#scratch.length < n) this.#scratch = Buffer.allocUnsafe(n)
+    const buf = scratch ? this.#scratch.subarray(0, n) : Buffer.allocUnsafe(n)
+    let got = 0
+    for (let r = 1; got < n && r > 0; got += r) r = readSync(this.#fd, buf, got, n - got, null)
+    return got === n ? buf : buf.subarray(0, got)
+  }
+
+  *[Symbol.iterator](): Iterator<Uint8Array> {
+    for (;;) {
+      const piece = this.read(PIECE)
+      if (piece.length > 0) yield piece
+      if (piece.length < PIECE) return
+    }
+  }
+}
+
+const PIECE = 1024 * 1024
+
+/** Standard input to read a stream from: a regular file as a FileSource, else as `standardInput` gives it. */
+export function streamInput(what: string): ByteSource {
+  refuseTerminalInput({ isTTY: isatty(0) }, what)
+  return fstatSync(0).isFile() ? new FileSource(0) : standardInput(what)
+}
+
+// eslint-disable-next-line @typescript-eslint/require-await -- an async generator, as parse() is, though it reads synchronously
+async function* parseFile(source: FileSource, parser: StreamParser, scratch: boolean): AsyncGenerator<StreamItem> {
+  for (;;) {
+    const want = parser.wanted
+    const piece = source.read(want, scratch && parser.inPayload)
+    parser.push(piece)
+    for (let item = parser.next(); item !== null; item = parser.next()) yield item
+    if (piece.length < want) break
+  }
+  parser.finish()
 }
 
 async function* parse(source: ByteSource, parser: StreamParser): AsyncGenerator<StreamItem> {

@@ -6,6 +6,7 @@ import {
   describeSummary,
   onePositional,
   standardInput,
+  streamInput,
   runMain,
   verifyStream,
   withApplyOptions,
@@ -42,7 +43,7 @@ is synced before $0 exits 0.`,
 
   if (args.check) {
     if (args._.length > 0) throw new UsageError('--check takes no TARGET')
-    const summary = await verifyStream(standardInput('a blockpipe stream'))
+    const summary = await verifyStream(streamInput('a blockpipe stream'))
     process.stdout.write(`${describeSummary(summary).join('\n')}\n`)
     return
   }
