@@ -1,7 +1,6 @@
 import { readdirSync, realpathSync, type Stats } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
-import { ConflictError, KIND_NAMES, StreamKind, UsageError, type Hash64 } from '@blockpipe/core'
-import { targetId } from './target-id.js'
+import { ConflictError, KIND_NAMES, StreamKind, UsageError, targetId, type Hash64 } from '@blockpipe/core'
 import { readUndoHeader, type UndoFile } from './undo-header.js'
 
 // The undo files must form one unbroken chain that ends at the image as it is

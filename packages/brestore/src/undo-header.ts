@@ -4,6 +4,7 @@ import {
   HEADER_SIZE,
   MAX_METADATA_LENGTH,
   StreamParser,
+  TARGET_ID_KEY,
   describeOpenError,
   isStreamError,
   readAt,
@@ -37,7 +38,7 @@ export function readUndoHeader(hash: Hash64, path: string): UndoFile {
       path,
       header,
       created: Date.parse(header.metadata.created ?? ''),
-      targetId: header.metadata['target-id'],
+      targetId: header.metadata[TARGET_ID_KEY],
     }
   } catch (err) {
     if (isStreamError(err)) throw new BlockpipeError(err.code, `${path}: ${err.message}`)
