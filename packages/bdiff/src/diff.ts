@@ -109,10 +109,10 @@ export async function diff(
       readExactly(source, data, length, offset)
       const chunk = data.subarray(0, length)
       const digest = hash.digest(chunk, base.seed)
-      // The source changed since it was digested (a live device): send what
-      // was read now, and make its digest the one the stream records.
+      // The source may have changed since it was digested (a live device):
+      // send what was read now, and make its digest the one the stream
+      // records. Should it now equal the base again, sending it is harmless.
       digests.writeBigUInt64LE(digest, k * 8)
-      if (k < oldCount && oldLength === length && same(digests, olds, k * 8)) continue
       result.changed++
       result.changedBytes += length
       const replaces = k < oldCount ? { length: oldLength, digest: olds.readBigUInt64LE(k * 8) } : undefined
