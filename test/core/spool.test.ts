@@ -1,5 +1,6 @@
 import { closeSync, openSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { PassThrough } from 'node:stream'
 import t from 'tap'
 import { BlockpipeError, UsageError } from '../../packages/core/src/errors.js'
 import { createSpool, fileChunks, tee } from '../../packages/core/src/spool.js'
@@ -31,8 +32,11 @@ void t.test('a spool in a directory is unlinked at once and holds what was writt
 
 void t.test('a spool at a new file name is unlinked too; an existing one is refused', (t) => {
   const dir = tempDir(t, 'spool')
-  const spool = createSpool(join(dir, 'new'), 'bpatch')
+  let said = ''
+  const stderr = new PassThrough().on('data', (d: Buffer) => (said += d.toString()))
+  const spool = createSpool(join(dir, 'new'), 'bpatch', stderr)
   t.equal(spool.path, join(dir, 'new'))
+  t.match(said, /^bpatch: --spool .*new is not a directory: spooling into that new file/, 'which one is said')
   t.same(readdirSync(dir), [])
   spool.close()
   writeFileSync(join(dir, 'exists'), 'precious')
@@ -49,11 +53,16 @@ void t.test('a spool that cannot be created is an EDEVICE error naming the path'
     code: 'EDEVICE',
     message: /^--spool .*file\/x/,
   })
-  // A missing directory on the way: the create fails.
+  // A missing directory on the way, or a name meant as a directory: a usage error.
   t.throws(() => createSpool(join(dir, 'missing', 'spool'), 'era-apply'), {
-    code: 'EDEVICE',
-    message: /^--spool: cannot create .*missing\/spool: no such file/,
+    code: 'EUSAGE',
+    message: /^--spool .*missing\/spool: neither a directory nor a new file in one \(.*missing does not exist\)/,
   })
+  t.throws(() => createSpool(join(dir, 'missing') + '/', 'era-apply'), {
+    code: 'EUSAGE',
+    message: /^--spool .*missing\/: no such directory; create it first/,
+  })
+  t.throws(() => createSpool(join(dir, 'file') + '/', 'era-apply'), BlockpipeError, 'a file named as a directory')
   t.throws(() => createSpool('/proc/self', 'era-apply'), BlockpipeError, 'a directory that takes no files')
   t.end()
 })

@@ -294,3 +294,33 @@ void t.test('standard input: a file is read whole from where it stands, a closed
   t.equal(r.status, 1)
   t.match(r.stderr.toString(), /era-apply: empty input: no stream at all/)
 })
+
+void t.test('--stats and --json for a script to log; --spool names a directory or a new file', async (t) => {
+  const dir = t.testdir()
+  const { full, data } = await fixture(dir)
+  const target = join(dir, 't.img')
+  const r = await run('era-apply', ['--stats', '--json', '--spool', dir, target], { input: full })
+  t.equal(r.status, 0, r.stderr)
+  t.match(
+    r.stderr,
+    /^era-apply: .*t\.img: \d+ records, 319\.7 KiB written, 64\.0 KiB skipped, 383\.7 KiB in all, [\d.]+ s\n$/,
+  )
+  t.match(JSON.parse(r.stdout.toString()), {
+    program: 'era-apply',
+    target,
+    skipped: 64 * KiB,
+    created: true,
+    complete: true,
+  })
+  t.same(readFileSync(target), data)
+  const missing = await run('era-apply', ['--spool', join(dir, 'no-such') + '/', target], { input: full })
+  t.equal(missing.status, 2)
+  t.match(missing.stderr, /--spool .*no-such\/: no such directory; create it first/)
+  const deep = await run('era-apply', ['--spool', join(dir, 'no-such', 'spool'), target], { input: full })
+  t.equal(deep.status, 2)
+  t.match(deep.stderr, /neither a directory nor a new file in one/)
+  const file = await run('era-apply', ['--spool', join(dir, 'new-spool'), target], { input: full })
+  t.equal(file.status, 0)
+  t.match(file.stderr, /--spool .*new-spool is not a directory: spooling into that new file/)
+  t.notOk(existsSync(join(dir, 'new-spool')), 'nothing is left behind')
+})

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { applyStream, commandLine, onePositional, standardInput, runMain, withApplyOptions } from '@blockpipe/core'
+import { applyAndReport, commandLine, onePositional, standardInput, runMain, withApplyOptions } from '@blockpipe/core'
 
 const PROGRAM = 'bpatch'
 
@@ -25,7 +25,7 @@ data the delta was made against, it is written; anything else is a conflict
     .parseSync()
 
   const target = onePositional(args, 'TARGET')
-  await applyStream(standardInput('a delta stream from bdiff'), {
+  await applyAndReport(standardInput('a delta stream from bdiff'), {
     ...args,
     program: PROGRAM,
     target,

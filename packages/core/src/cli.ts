@@ -114,4 +114,14 @@ export function withApplyOptions<T>(y: Argv<T>, what: { spool: string; undo: str
     .option('undo', { type: 'string', describe: what.undo })
     .option('force', { type: 'boolean', default: false, describe: what.force })
     .option('progress', { type: 'boolean', default: false, describe: 'show progress on stderr' })
+    .option('stats', {
+      type: 'boolean',
+      default: false,
+      describe: 'at the end, one line on stderr: records, bytes written and skipped, time',
+    })
+    .option('json', {
+      type: 'boolean',
+      default: false,
+      describe: 'at the end, the same as one JSON object on stdout',
+    })
 }

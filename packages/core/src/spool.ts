@@ -1,5 +1,5 @@
-import { closeSync, constants, openSync, statSync, unlinkSync } from 'node:fs'
-import { join } from 'node:path'
+import { closeSync, constants, existsSync, openSync, statSync, unlinkSync } from 'node:fs'
+import { dirname, join } from 'node:path'
 import { describeOpenError, readAt } from './device.js'
 import { BlockpipeError, UsageError } from './errors.js'
 import type { ByteSource } from './read.js'
@@ -18,13 +18,28 @@ export interface Spool {
 
 let spools = 0
 
-export function createSpool(path: string, program: string): Spool {
+/**
+ * `path` is a directory that exists (the spool is a temporary file in it), or
+ * the name of a new file in a directory that exists. A name ending in "/"
+ * must be a directory. A new file is named on stderr, so that a mistyped
+ * directory does not pass unnoticed.
+ */
+export function createSpool(path: string, program: string, stderr: NodeJS.WritableStream = process.stderr): Spool {
   let isDirectory = false
   try {
     isDirectory = statSync(path).isDirectory()
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
       throw new BlockpipeError('EDEVICE', `--spool ${describeOpenError(err as NodeJS.ErrnoException, path)}`)
+    }
+    if (path.endsWith('/')) {
+      throw new UsageError(`--spool ${path}: no such directory; create it first, or name a new file in one that exists`)
+    }
+    if (!existsSync(dirname(path))) {
+      throw new UsageError(
+        `--spool ${path}: neither a directory nor a new file in one (${dirname(path)} does not exist); ` +
+          'give an existing directory',
+      )
     }
   }
   // A name of this process alone: several applies may spool into one directory.
@@ -44,6 +59,11 @@ export function createSpool(path: string, program: string): Spool {
     )
   }
   unlinkSync(file)
+  if (!isDirectory) {
+    stderr.write(
+      `${program}: --spool ${path} is not a directory: spooling into that new file (unlinked at once: nothing is left behind)\n`,
+    )
+  }
   return { fd, path: file, sink: new FdSink(fd), close: () => closeSync(fd) }
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import {
   UsageError,
-  applyStream,
+  applyAndReport,
   commandLine,
   describeSummary,
   onePositional,
@@ -48,7 +48,12 @@ is synced before $0 exits 0.`,
     return
   }
   const target = onePositional(args, 'TARGET')
-  await applyStream(standardInput('a blockpipe stream'), { ...args, program: PROGRAM, target, stderr: process.stderr })
+  await applyAndReport(standardInput('a blockpipe stream'), {
+    ...args,
+    program: PROGRAM,
+    target,
+    stderr: process.stderr,
+  })
 }
 
 await runMain(PROGRAM, () => main(process.argv.slice(2)))
