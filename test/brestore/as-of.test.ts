@@ -58,7 +58,7 @@ void t.test('undo file names: era-backup.sh, bsync-backup.sh, and no others', (t
   t.end()
 })
 
-void t.test('the undo files after a moment, newest first', (t) => {
+void t.test('the undo files made at or after a moment, newest first', (t) => {
   const dir = t.testdir({
     'vm.img.20261120T013000Z.era1-2.undo': '',
     'vm.img.20261121T013000.5Z.undo': '',
@@ -75,7 +75,13 @@ void t.test('the undo files after a moment, newest first', (t) => {
     'vm.img.20261121T013000.5Z.b.undo',
     'vm.img.20261120T013000Z.era1-2.undo',
   ])
-  t.same(names('2026-11-21T01:30:00.5'), ['vm.img.20261122T013000Z.undo'])
+  // An apply that began at the moment had not changed the image yet.
+  t.same(names('2026-11-21T01:30:00.5'), [
+    'vm.img.20261122T013000Z.undo',
+    'vm.img.20261121T013000.5Z.undo',
+    'vm.img.20261121T013000.5Z.b.undo',
+  ])
+  t.same(names('2026-11-21T01:30:00.500000001'), ['vm.img.20261122T013000Z.undo'])
   t.same(names('2026-11-22'), [])
   t.throws(() => undoFilesAfter(join(dir, 'none'), 'vm.img', 0n), {
     code: 'EDEVICE',

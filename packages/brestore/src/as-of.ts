@@ -78,7 +78,7 @@ export function defaultUndoDir(image: string): string {
   return dirname(image)
 }
 
-/** The undo files of `image` in `dir` made after `moment`, newest first. */
+/** The undo files of `image` in `dir` made at or after `moment`, newest first: an apply that began at `moment` had not changed the image then. */
 export function undoFilesAfter(dir: string, image: string, moment: bigint): string[] {
   let names: string[]
   try {
@@ -92,7 +92,7 @@ export function undoFilesAfter(dir: string, image: string, moment: bigint): stri
   const base = basename(image)
   return names
     .map((name) => ({ name, time: undoFileTime(name, base) }))
-    .filter((f): f is { name: string; time: bigint } => f.time !== undefined && f.time > moment)
+    .filter((f): f is { name: string; time: bigint } => f.time !== undefined && f.time >= moment)
     .sort((a, b) => (a.time === b.time ? (a.name < b.name ? 1 : -1) : a.time < b.time ? 1 : -1))
     .map((f) => join(dir, f.name))
 }
