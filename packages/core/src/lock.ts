@@ -198,11 +198,13 @@ export function takeLock(file: string, what: string, options: LockOptions): Held
   const me = ownLock(options.program, options.proc)
   const deadline = Date.now() + WRITING_MS
   for (;;) {
-    const created = create(file, formatLock(me))
+    const text = formatLock(me)
+    const created = create(file, text)
     if (created === 'missing') return undefined
-    if (created !== 'exists') return held(file, created)
+    if (created !== 'exists') return { path: file, release: () => removeIfSame(file, created, text) }
     const found = readLock(file)
-    if (found === undefined) continue // released meanwhile
+    /* c8 ignore next -- released by its owner between two system calls */
+    if (found === undefined) continue
     const owner = parseLock(found.text)
     if (owner === undefined && Date.now() < deadline) {
       sleep(20)
@@ -213,7 +215,7 @@ export function takeLock(file: string, what: string, options: LockOptions): Held
       `${options.program}: note: removed the stale lock ${file} of ${owner.program} (pid ${owner.pid}, which is` +
         ` gone, since ${formatTime(found.since)})\n`,
     )
-    removeIfSame(file, found.ino)
+    removeIfSame(file, found.ino, found.text)
   }
 }
 
@@ -246,14 +248,11 @@ function create(file: string, text: string): number | 'exists' | 'missing' {
   }
 }
 
-function held(file: string, ino: number): HeldLock {
-  return { path: file, release: () => removeIfSame(file, ino) }
-}
-
 function readLock(file: string): { text: string; since: Date; ino: number } | undefined {
   let fd: number
   try {
     fd = openSync(file, constants.O_RDONLY)
+    /* c8 ignore next 3 -- released by its owner between two system calls */
   } catch {
     return undefined
   }
@@ -266,24 +265,26 @@ function readLock(file: string): { text: string; since: Date; ino: number } | un
 }
 
 /**
- * Removes `file` if it is still the lock file `ino`. It is moved aside
- * first, so that of two processes taking over one stale lock, the second
- * does not remove the lock the first has just taken: that one is put back.
+ * Removes `file` if it is still the lock file `ino` holding `text`. It is
+ * moved aside first, so that of two processes taking over one stale lock,
+ * the second does not remove the lock the first has just taken: that one is
+ * put back.
  */
-function removeIfSame(file: string, ino: number): void {
+function removeIfSame(file: string, ino: number, text: string): void {
   const aside = `${file}.${process.pid}.removing`
   try {
     renameSync(file, aside)
   } catch {
     return // already gone
   }
-  if (statSync(aside).ino !== ino) {
-    /* c8 ignore next 5 -- a third process must take the lock between two system calls */
+  if (statSync(aside).ino !== ino || readFileSync(aside, 'utf8') !== text) {
     try {
       linkSync(aside, file)
+      /* c8 ignore start -- a third process must take the lock between two system calls */
     } catch {
       // Yet another process took the lock meanwhile: it holds it.
     }
+    /* c8 ignore stop */
   }
   unlinkSync(aside)
 }
