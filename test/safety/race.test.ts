@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { formatLock, lockPathOf, ownLock } from '../../packages/core/src/lock.js'
 import { randomBytes } from '../lib/data.js'
-import { binPath, type RunResult } from '../lib/run.js'
+import { ROOT, binPath, sh, type RunResult } from '../lib/run.js'
 import { childEnv, deltaStream, fullStream, runTool, sameBytes, tempDir } from './lib.js'
 
 // Two applies at once on one target, or with one undo file: the second fails
@@ -137,4 +137,41 @@ void t.test('a lock left by a dead process is taken over; one of another host is
   t.match(refused.stderr, /^bpatch: \S+ is locked by bpatch \(pid 999999999 on nas2, since .*remove \S+\n$/)
   sameBytes(t, readFileSync(target), newA, 'untouched')
   t.ok(existsSync(lock), 'left in place')
+})
+
+void t.test("the script lock of era-apply(1) is the applies' lock", async (t) => {
+  const dir = tempDir(t, 'race')
+  const target = join(dir, 'vm.img')
+  writeFileSync(target, base)
+  writeFileSync(join(dir, 'full.bps'), await fullStream(newA))
+  const doc = readFileSync(join(ROOT, 'man', 'era-apply.1.md'), 'utf8')
+  const from = doc.indexOf('    lock=/srv/.vm.img.blockpipe-lock')
+  const snippet = doc
+    .slice(from, doc.indexOf('    cp --sparse', from))
+    .replace(/^ {4}/gm, '')
+    .replaceAll('/srv/', `${dir}/`)
+  t.match(snippet, /set -o noclobber[^]*trap/)
+
+  const held = await sh(`${snippet}
+echo "pid=$$"
+era-apply ${target} < ${dir}/full.bps; echo "era-apply=$?"
+bash -c '${snippet.replaceAll("'", "'\\''")}'; echo "again=$?"`)
+  t.equal(held.status, 0, held.stderr)
+  const pid = /pid=(\d+)/.exec(held.stdout.toString())?.[1]
+  t.match(held.stdout.toString(), /era-apply=1\nagain=1\n$/)
+  t.match(
+    held.stderr,
+    new RegExp(`^era-apply: ${target} is locked by vm-rotate \\(pid ${pid} on ${hostname()}, since [^)]+\\); wait`),
+  )
+  t.match(held.stderr, /\nvm-rotate: \S+ is locked: pid=\d+ host=\S+ boot-id=\S+ start-time=\d+ program=vm-rotate \n$/)
+  sameBytes(t, readFileSync(target), base, 'untouched while the script held the lock')
+  t.notOk(existsSync(lockPathOf(target).file), 'released when the script ended')
+
+  const killed = await sh(`${snippet}\nkill -9 $$`)
+  t.equal(killed.signal, 'SIGKILL')
+  t.ok(existsSync(lockPathOf(target).file), 'a killed script leaves its lock')
+  const taken = await runTool('era-apply', [target], { input: readFileSync(join(dir, 'full.bps')) })
+  t.equal(taken.status, 0, taken.stderr)
+  t.match(taken.stderr, /^era-apply: note: removed the stale lock \S+ of vm-rotate \(pid \d+, which is gone/)
+  sameBytes(t, readFileSync(target), newA)
 })
