@@ -4,6 +4,7 @@ import { hostname } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { formatLock, lockPathOf, ownLock } from '../../packages/core/src/lock.js'
+import { record } from '../erarange/lib.js'
 import { randomBytes } from '../lib/data.js'
 import { ROOT, binPath, sh, type RunResult } from '../lib/run.js'
 import { childEnv, deltaStream, fullStream, runTool, sameBytes, tempDir } from './lib.js'
@@ -174,4 +175,19 @@ bash -c '${snippet.replaceAll("'", "'\\''")}'; echo "again=$?"`)
   t.equal(taken.status, 0, taken.stderr)
   t.match(taken.stderr, /^era-apply: note: removed the stale lock \S+ of vm-rotate \(pid \d+, which is gone/)
   sameBytes(t, readFileSync(target), newA)
+})
+
+void t.test('era-apply: a stream of the original era_copy holds the lock too', async (t) => {
+  const dir = tempDir(t, 'race')
+  const target = join(dir, 'vm.img')
+  writeFileSync(target, base)
+  const records: Buffer[] = []
+  for (let at = 0; at < newA.length; at += 16 * B) records.push(record(at, newA.subarray(at, at + 16 * B)))
+  const first = await startHeld('era-apply', [target], Buffer.concat(records), target)
+  const second = await runTool('era-apply', ['--force', target], { input: await fullStream(newB) })
+  refusedBy(t, second, 'era-apply', target, first, lockPathOf(target).file)
+  const done = await first.finish()
+  t.equal(done.status, 0, done.stderr)
+  sameBytes(t, readFileSync(target), newA, "the target is the first's image, byte for byte")
+  t.notOk(existsSync(lockPathOf(target).file), 'the lock is released')
 })
