@@ -222,22 +222,18 @@ void t.test('where no lock file can be made', (t) => {
     [],
     'no directory: nothing to lock',
   )
-  const ro = join(dir, 'ro')
-  mkdirSync(ro)
-  writeFileSync(join(ro, 'blocker'), '')
-  // A lock path whose directory is a file: ENOTDIR.
-  t.throws(() => takeLock(join(ro, 'blocker', '.x.blockpipe-lock'), 'x', { program: 'a' }), {
-    code: 'EDEVICE',
-    message: /^cannot create the lock file .*blocker\/\.x\.blockpipe-lock: .*; nothing was written$/,
-  })
-  // A device lock directory that cannot be made: the lock file's creation says so.
+  const file = join(dir, 'a-file')
+  writeFileSync(file, '')
+  t.same(lockAll([{ path: join(file, 'x'), what: 'x' }], { program: 'a' }), [], 'a path through a file: neither')
+  // A device whose lock directory cannot be made is still opened exclusively.
   if (existsSync('/dev/loop0')) {
-    t.throws(
-      () => lockAll([{ path: '/dev/loop0', what: 'd' }], { program: 'a', deviceLockDir: join(ro, 'blocker', 'sub') }),
-      {
-        code: 'EDEVICE',
-      },
-    )
+    t.same(lockAll([{ path: '/dev/loop0', what: 'd' }], { program: 'a', deviceLockDir: join(file, 'sub') }), [])
   }
+  const long = join(dir, 'x'.repeat(250))
+  writeFileSync(long, '')
+  t.throws(() => lockAll([{ path: long, what: long }], { program: 'a' }), {
+    code: 'EDEVICE',
+    message: /^cannot create the lock file .*\.x{250}\.blockpipe-lock: .*; nothing was written$/,
+  })
   t.end()
 })

@@ -193,7 +193,7 @@ export function releaseAll(locks: HeldLock[]): void {
   for (const lock of locks.reverse()) lock.release()
 }
 
-/** Takes the lock file `file`; undefined when its directory does not exist (then neither can what it locks). */
+/** Takes the lock file `file`; undefined when its directory does not exist (then neither does what it locks). */
 export function takeLock(file: string, what: string, options: LockOptions): HeldLock | undefined {
   const me = ownLock(options.program, options.proc)
   const deadline = Date.now() + WRITING_MS
@@ -234,7 +234,8 @@ function create(file: string, text: string): number | 'exists' | 'missing' {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
     if (code === 'EEXIST') return 'exists'
-    if (code === 'ENOENT') return 'missing'
+    // No directory there: what it would lock cannot be opened either, and its open says why.
+    if (code === 'ENOENT' || code === 'ENOTDIR') return 'missing'
     throw new BlockpipeError(
       'EDEVICE',
       `cannot create the lock file ${describeOpenError(err as NodeJS.ErrnoException, file)}; nothing was written`,
