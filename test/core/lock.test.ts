@@ -1,5 +1,5 @@
 import t from 'tap'
-import { spawnSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
 import {
   existsSync,
   mkdirSync,
@@ -235,5 +235,30 @@ void t.test('where no lock file can be made', (t) => {
     code: 'EDEVICE',
     message: /^cannot create the lock file .*\.x{250}\.blockpipe-lock: .*; nothing was written$/,
   })
+  t.end()
+})
+
+void t.test('a full disk: the lock is held empty, with a note', (t) => {
+  const full = join(dir, 'full')
+  mkdirSync(full)
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4k', 'tmpfs', full], { stdio: 'ignore' })
+  } catch {
+    t.comment('cannot mount a tmpfs here (needs root): skipped')
+    t.end()
+    return
+  }
+  t.teardown(() => execFileSync('umount', [full]))
+  writeFileSync(join(full, 'image'), Buffer.alloc(4096, 1))
+  t.throws(() => writeFileSync(join(full, 'more'), 'x'), { code: 'ENOSPC' }, 'the disk is full')
+  unlinkSync(join(full, 'more'))
+  const stderr = sink()
+  const target = join(full, 'image')
+  const held = lockAll([{ path: target, what: target }], { program: 'bpatch', stderr })
+  t.match(stderr.text, /^bpatch: note: the lock file \S+ is held empty, its owner could not be written \(.*\): should/)
+  t.equal(readFileSync(lockOf(target), 'utf8'), '')
+  t.throws(() => lockAll([{ path: target, what: target }], { program: 'era-apply' }), { code: 'ELOCKED' })
+  releaseAll(held)
+  t.notOk(existsSync(lockOf(target)), 'released')
   t.end()
 })

@@ -16,7 +16,7 @@ import { hostname } from 'node:os'
 import { basename, dirname, join } from 'node:path'
 import { majorMinor } from './device.js'
 import { BlockpipeError } from './errors.js'
-import { describeOpenError } from './system-errors.js'
+import { describeOpenError, describeSystemError } from './system-errors.js'
 
 // Exclusive locks on what an apply writes: its target, its undo journal and
 // its spool file. A lock is a file created with O_EXCL that names its owner:
@@ -199,9 +199,9 @@ export function takeLock(file: string, what: string, options: LockOptions): Held
   const deadline = Date.now() + WRITING_MS
   for (;;) {
     const text = formatLock(me)
-    const created = create(file, text)
+    const created = create(file, text, options)
     if (created === 'missing') return undefined
-    if (created !== 'exists') return { path: file, release: () => removeIfSame(file, created, text) }
+    if (created !== 'exists') return { path: file, release: () => removeIfSame(file, created.ino, created.text) }
     const found = readLock(file)
     /* c8 ignore next -- released by its owner between two system calls */
     if (found === undefined) continue
@@ -227,7 +227,11 @@ function makeDirectory(dir: string): void {
   }
 }
 
-function create(file: string, text: string): number | 'exists' | 'missing' {
+function create(
+  file: string,
+  text: string,
+  options: LockOptions,
+): { ino: number; text: string } | 'exists' | 'missing' {
   let fd: number
   try {
     fd = openSync(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644)
@@ -241,9 +245,19 @@ function create(file: string, text: string): number | 'exists' | 'missing' {
       `cannot create the lock file ${describeOpenError(err as NodeJS.ErrnoException, file)}; nothing was written`,
     )
   }
+  let written = text
   try {
     writeSync(fd, text)
-    return fstatSync(fd).ino
+  } catch (err) {
+    written = ''
+    // A full disk: the lock still excludes, but names no owner, so nobody can tell when it is stale.
+    options.stderr?.write(
+      `${options.program}: note: the lock file ${file} is held empty, its owner could not be written` +
+        ` (${describeSystemError(err as NodeJS.ErrnoException)}): should this apply be killed, remove it by hand\n`,
+    )
+  }
+  try {
+    return { ino: fstatSync(fd).ino, text: written }
   } finally {
     closeSync(fd)
   }
