@@ -191,3 +191,18 @@ void t.test('era-apply: a stream of the original era_copy holds the lock too', a
   sameBytes(t, readFileSync(target), newA, "the target is the first's image, byte for byte")
   t.notOk(existsSync(lockPathOf(target).file), 'the lock is released')
 })
+
+void t.test('one --spool file for two overlapping applies', async (t) => {
+  const dir = tempDir(t, 'race')
+  const [one, two, spool] = [join(dir, 'one.img'), join(dir, 'two.img'), join(dir, 'stream.spool')]
+  writeFileSync(one, base)
+  writeFileSync(two, base)
+  const stream = await fullStream(newA)
+  const first = await startHeld('bpatch', ['--spool', spool, one], stream, spool)
+  const second = await runTool('era-apply', ['--spool', spool, two], { input: stream })
+  refusedBy(t, second, 'era-apply', `the spool file ${spool}`, first, lockPathOf(spool).file)
+  const done = await first.finish()
+  t.equal(done.status, 0, done.stderr)
+  sameBytes(t, readFileSync(one), newA)
+  sameBytes(t, readFileSync(two), base, 'the second target is untouched')
+})

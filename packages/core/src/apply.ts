@@ -104,10 +104,19 @@ export async function applyStream(input: ByteSource, options: ApplyOptions): Pro
 function lockApply(options: ApplyOptions): HeldLock[] {
   const paths = [{ path: options.target, what: options.target }]
   if (options.undo !== undefined) paths.push({ path: options.undo, what: `the undo file ${options.undo}` })
-  if (options.spool !== undefined && statSync(options.spool, { throwIfNoEntry: false })?.isDirectory() !== true) {
+  if (options.spool !== undefined && !isDirectory(options.spool)) {
     paths.push({ path: options.spool, what: `the spool file ${options.spool}` })
   }
   return lockAll(paths, { program: options.program, stderr: options.stderr })
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory()
+  } catch {
+    // Not there, or not reachable: the spool says why.
+    return false
+  }
 }
 
 async function applyLocked(input: ByteSource, options: ApplyOptions): Promise<ApplyResult> {
