@@ -33,4 +33,6 @@ data the delta was made against, it is written; anything else is a conflict
   })
 }
 
+// Past a file size limit (ulimit -f), a write fails with EFBIG and is reported, rather than killing the process.
+process.on('SIGXFSZ', () => undefined)
 await runMain(PROGRAM, () => main(process.argv.slice(2)))

@@ -30,6 +30,7 @@ import {
 } from './format.js'
 import { loadHash, type Hash64 } from './hash.js'
 import type { StreamRecord } from './parse.js'
+import { lockAll, releaseAll, type HeldLock } from './lock.js'
 import { Progress } from './progress.js'
 import { StreamReader, type ByteSource } from './read.js'
 import { formatBytes } from './size.js'
@@ -90,6 +91,35 @@ export interface ApplyResult {
 const ZERO_PIECE = 1024 * 1024
 
 export async function applyStream(input: ByteSource, options: ApplyOptions): Promise<ApplyResult> {
+  // Before anything of the target, the journal or the stream is read.
+  const locks = lockApply(options)
+  try {
+    return await applyLocked(input, options)
+  } finally {
+    releaseAll(locks)
+  }
+}
+
+/** Locks the target, the undo journal and a named spool file (a spool directory gets a name of this process). */
+function lockApply(options: ApplyOptions): HeldLock[] {
+  const paths = [{ path: options.target, what: options.target }]
+  if (options.undo !== undefined) paths.push({ path: options.undo, what: `the undo file ${options.undo}` })
+  if (options.spool !== undefined && !isDirectory(options.spool)) {
+    paths.push({ path: options.spool, what: `the spool file ${options.spool}` })
+  }
+  return lockAll(paths, { program: options.program, stderr: options.stderr })
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory()
+  } catch {
+    // Not there, or not reachable: the spool says why.
+    return false
+  }
+}
+
+async function applyLocked(input: ByteSource, options: ApplyOptions): Promise<ApplyResult> {
   const hash = await loadHash()
   // The original era_copy's stream has no header: its first 8 bytes tell it.
   const sniffed = await sniffEraRange(input)

@@ -40,14 +40,20 @@ function sizeOf(fd: number, st: BigIntStats, path: string): number {
   return blockDeviceSize(fd, st.rdev, path)
 }
 
+/** A device number's major and minor, in glibc's dev_t layout (the masks are 32-bit, as in gnu_dev_major/minor). */
+export function majorMinor(rdev: bigint): { major: bigint; minor: bigint } {
+  return {
+    major: ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & 0xfffff000n),
+    minor: (rdev & 0xffn) | ((rdev >> 12n) & 0xffffff00n),
+  }
+}
+
 /**
  * fstat gives 0 for a block device. sysfs knows its size in 512-byte
  * sectors; without sysfs the end is found by reading.
  */
 export function blockDeviceSize(fd: number, rdev: bigint, path: string, sysfs = '/sys/dev/block'): number {
-  // glibc's dev_t layout; the masks are 32-bit, as in gnu_dev_major/minor.
-  const major = ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & 0xfffff000n)
-  const minor = (rdev & 0xffn) | ((rdev >> 12n) & 0xffffff00n)
+  const { major, minor } = majorMinor(rdev)
   try {
     const sectors = readFileSync(`${sysfs}/${major}:${minor}/size`, 'latin1').trim()
     if (/^\d+$/.test(sectors)) return Number(sectors) * 512

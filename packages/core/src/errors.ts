@@ -5,7 +5,8 @@ export const EXIT_FAILURE = 1
 export const EXIT_USAGE = 2
 export const EXIT_CONFLICT = 3
 
-export type ErrorCode = 'EUSAGE' | 'ETRUNCATED' | 'ECORRUPT' | 'EBADSTREAM' | 'ECONFLICT' | 'EDEVICE' | 'EINPUT'
+export type ErrorCode =
+  'EUSAGE' | 'ETRUNCATED' | 'ECORRUPT' | 'EBADSTREAM' | 'ECONFLICT' | 'EDEVICE' | 'EINPUT' | 'ELOCKED'
 
 const STATUS: Record<ErrorCode, number> = {
   EUSAGE: EXIT_USAGE,
@@ -15,6 +16,7 @@ const STATUS: Record<ErrorCode, number> = {
   ECONFLICT: EXIT_CONFLICT,
   EDEVICE: EXIT_FAILURE,
   EINPUT: EXIT_FAILURE,
+  ELOCKED: EXIT_FAILURE,
 }
 
 export class BlockpipeError extends Error {

@@ -56,4 +56,6 @@ is synced before $0 exits 0.`,
   })
 }
 
+// Past a file size limit (ulimit -f), a write fails with EFBIG and is reported, rather than killing the process.
+process.on('SIGXFSZ', () => undefined)
 await runMain(PROGRAM, () => main(process.argv.slice(2)))
