@@ -1,5 +1,6 @@
 import t from 'tap'
 import { CorruptStreamError, TrailingDataError, TruncatedStreamError } from '../../packages/core/src/errors.js'
+import { DIGESTS_PER_RECORD } from '../../packages/core/src/digests.js'
 import { FLAG_FULL, HEADER_SIZE, RECORD_HEADER_SIZE, StreamKind } from '../../packages/core/src/format.js'
 import { StreamParser, type StreamItem, type StreamRecord } from '../../packages/core/src/parse.js'
 import { prng } from '../lib/data.js'
@@ -115,7 +116,7 @@ void t.test('a delta stream round-trips with base digests and its image digest',
 })
 
 void t.test('a digest stream round-trips; its image digest is checked', async (t) => {
-  const image = Buffer.alloc(4096 * 600 + 100)
+  const image = Buffer.alloc(4096 * (DIGESTS_PER_RECORD + 88) + 100)
   for (let i = 0; i < image.length; i++) image[i] = (i * 31) >> 5
   const seed = 99n
   const buf = await digestStream(image, 4096, seed)
@@ -125,8 +126,8 @@ void t.test('a digest stream round-trips; its image digest is checked', async (t
   t.same(
     recs.map((r) => [r.type, r.offset, r.length, r.payloadLength]),
     [
-      ['SUMS', 0, 4096 * 512, 512 * 8],
-      ['SUMS', 4096 * 512, 4096 * 88 + 100, 89 * 8],
+      ['SUMS', 0, 4096 * DIGESTS_PER_RECORD, DIGESTS_PER_RECORD * 8],
+      ['SUMS', 4096 * DIGESTS_PER_RECORD, 4096 * 88 + 100, 89 * 8],
     ],
   )
   const digests = chunkDigests(image, 4096, seed)
@@ -138,7 +139,7 @@ void t.test('a digest stream round-trips; its image digest is checked', async (t
   t.equal(endOf(items)?.imageDigest, hash.digest(payload, seed))
   t.same(endOf(items), {
     records: 2,
-    payloadBytes: 601 * 8,
+    payloadBytes: (DIGESTS_PER_RECORD + 89) * 8,
     dataBytes: 0,
     zeroBytes: 0,
     size: image.length,
