@@ -5,7 +5,7 @@
 // is bundled from packages/NAME/dist/cli.js (built by `tsc -b` first).
 // The licenses of the bundled dependencies go to dist/THIRD-PARTY-LICENSES.
 import { build } from 'esbuild'
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -26,10 +26,31 @@ const entries = Object.entries(pkg.bin ?? {}).map(([name, target]) => {
 })
 if (entries.length === 0) fail('package.json has no bin map')
 
+// bsum and bdiff hash on worker threads, started from dist/hash-worker.js;
+// each worker instantiates xxhash's WebAssembly itself, from dist/xxhash.wasm
+// in the package instead of from node_modules.
+const worker = join(root, 'packages', 'core', 'dist', 'hash-worker.js')
+const wasmFrom = "new URL('../workerd/xxhash.wasm', import.meta.resolve('xxhash-wasm'))"
+const wasmBeside = {
+  name: 'wasm-beside',
+  setup(b) {
+    b.onLoad({ filter: /hash-worker\.js$/ }, (args) => {
+      const source = readFileSync(args.path, 'utf8')
+      if (!source.includes(wasmFrom)) fail(`${relative(root, args.path)} no longer loads ${wasmFrom}: update bundle.js`)
+      return { contents: source.replace(wasmFrom, "new URL('./xxhash.wasm', import.meta.url)"), loader: 'js' }
+    })
+  },
+}
+
 rmSync(out, { recursive: true, force: true })
 mkdirSync(out)
+copyFileSync(join(root, 'node_modules', 'xxhash-wasm', 'workerd', 'xxhash.wasm'), join(out, 'xxhash.wasm'))
 const result = await build({
-  entryPoints: Object.fromEntries(entries.map(({ name, entry }) => [name, entry])),
+  entryPoints: {
+    ...Object.fromEntries(entries.map(({ name, entry }) => [name, entry])),
+    'hash-worker': worker,
+  },
+  plugins: [wasmBeside],
   outdir: out,
   bundle: true,
   platform: 'node',
