@@ -45,11 +45,10 @@ async function* pull(source: ByteSource, signal: AbortSignal): AsyncGenerator<Ui
     Symbol.asyncIterator in source
       ? source[Symbol.asyncIterator]()
       : (source as Iterable<Uint8Array>)[Symbol.iterator]()
-  let onAbort = (): void => {}
-  const stopped = new Promise<never>((_resolve, reject) => {
-    onAbort = () => reject(signal.reason)
-    signal.addEventListener('abort', onAbort, { once: true })
-  })
+  let stop!: (reason: Error) => void
+  const stopped = new Promise<never>((_resolve, reject) => (stop = reject))
+  const onAbort = (): void => stop(signal.reason as Error)
+  signal.addEventListener('abort', onAbort, { once: true })
   // Not every run is cancelled: a rejection nobody awaits must not count as unhandled.
   stopped.catch(() => {})
   let done = false

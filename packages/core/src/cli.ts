@@ -70,14 +70,15 @@ export async function runMain(
     }
     controller.abort(new CancelledError(signal))
   }
-  if (cancellable) for (const signal of CANCEL_SIGNALS) process.on(signal, onSignal)
+  const handlers = CANCEL_SIGNALS.map((signal) => [signal, () => onSignal(signal)] as const)
+  if (cancellable) for (const [signal, handler] of handlers) process.on(signal, handler)
   let status = 0
   try {
     await main(controller.signal)
   } catch (err) {
     status = report(program, err, io.stderr)
   } finally {
-    for (const signal of CANCEL_SIGNALS) process.off(signal, onSignal)
+    for (const [signal, handler] of handlers) process.off(signal, handler)
   }
   process.exitCode = status
   return status
