@@ -266,7 +266,7 @@ void t.test(
     t.equal(pulled, 1, 'only the first bytes were read, to tell the format')
     await t.rejects(apply(fixture('basic'), join(target, 'x'), { spool: dir, undo: join(dir, 'u4') }), {
       code: 'EDEVICE',
-      message: /small.img\/x: ENOTDIR.*; nothing was written$/,
+      message: /small.img\/x: a component of the path is not a directory; nothing was written$/,
     })
     t.ok(readFileSync(target).equals(base))
   },
