@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import { openTarget, close, type Target } from '../../packages/core/src/device.js'
+import type { Target } from '../../packages/core/src/device.js'
 import { HEADER_SIZE, StreamKind, type StreamHeader } from '../../packages/core/src/format.js'
 import { StreamParser } from '../../packages/core/src/parse.js'
 import { randomBytes } from '../lib/data.js'
@@ -12,6 +12,7 @@ import { blockStream, deltaStream, fullStream, hash, recordEnds, sameBytes, temp
 process.env.BLOCKPIPE_UNDO_BATCH_RECORDS = '1'
 const { UndoJournal, streamId, syncDirectory } = await import('../../packages/core/src/undo.js')
 const { applyStream } = await import('../../packages/core/src/apply.js')
+const { openTarget, close } = await import('../../packages/core/src/device.js')
 
 type Options = Parameters<typeof applyStream>[1]
 const apply = (stream: Buffer, target: string, options: Partial<Options> = {}) =>
