@@ -1,18 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { existsSync, unlinkSync } from 'node:fs'
 import type { ApplyOptions, ApplyResult } from './apply.js'
-import { CancelledError, abortable, checkCancelled } from './cancel.js'
-import {
-  close,
-  discardTarget,
-  openTarget,
-  placeTarget,
-  resize,
-  sync,
-  targetState,
-  writeAt,
-  type Target,
-} from './device.js'
+import { close, openTarget, resize, sync, targetState, writeAt, type Target } from './device.js'
 import {
   EraRangeParser,
   listEraRange,
@@ -63,12 +52,7 @@ export async function applyEraRange(hash: Hash64, input: ByteSource, options: Ap
     } catch (err) {
       throw withState(err, 'nothing was written to the target')
     }
-    return await applyRecords(
-      hash,
-      abortable(fileChunks(spool.fd, spool.sink.position), options.signal),
-      options,
-      known,
-    )
+    return await applyRecords(hash, fileChunks(spool.fd, spool.sink.position), options, known)
   } finally {
     spool.close()
   }
@@ -94,7 +78,6 @@ function legacyHeader(size: number): StreamHeader {
 
 /** A stream error, with what state the target was left in. */
 function withState(err: unknown, state: string): unknown {
-  if (err instanceof CancelledError) return err.extend(`: ${state}`)
   return isStreamError(err) ? extendStreamError(err, `: ${state}`) : err
 }
 
@@ -138,13 +121,12 @@ async function applyRecords(
       throw withState(err, applier.state())
     }
     await applier.finish()
-    placeTarget(target)
     await journal?.finish()
     journal = undefined
   } catch (err) {
     // A file this apply created holds nothing anyone had before: remove it
     // rather than leave a half-written image that looks like a backup.
-    discardTarget(target)
+    if (!target.existed) unlinkSync(target.path)
     throw err
   } finally {
     journal?.close()
@@ -210,7 +192,6 @@ class LegacyApplier {
   }
 
   async item(item: EraRangeItem): Promise<void> {
-    checkCancelled(this.#options.signal)
     if (item.type === 'record') {
       this.#check(item.record)
       return
