@@ -99,7 +99,8 @@ void t.test('a read-only regular file is not about block devices', { skip: noSet
   const ro = join(dir, 'ro.img')
   writeImage(ro, 4 << 20, 2)
   chmodSync(ro, 0o444)
-  chmodSync(dir, 0o755)
+  // Writable for all, as /tmp: the lock file beside the image can be made, the image cannot be opened to write.
+  chmodSync(dir, 0o1777)
   // Not through the wrappers of binDir(), which only root may read.
   const r = await sh(
     `setpriv --reuid=65534 --regid=65534 --clear-groups ${process.execPath} ${binPath('era-apply')} ${ro} < ${stream}`,
