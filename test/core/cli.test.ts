@@ -1,4 +1,5 @@
 import t from 'tap'
+import { io } from '../lib/io.js'
 import {
   commandLine,
   onePositional,
@@ -6,16 +7,8 @@ import {
   refuseTerminalOutput,
   runMain,
   withApplyOptions,
-  type Io,
 } from '../../packages/core/src/cli.js'
 import { BlockpipeError, ConflictError, TruncatedStreamError, UsageError } from '../../packages/core/src/errors.js'
-
-/** A fake stdio whose stderr is kept. */
-function io(): { io: Io; stderr: () => string } {
-  let text = ''
-  const stderr = { write: (s: string) => ((text += s), true) }
-  return { io: { stdin: process.stdin, stdout: process.stdout, stderr } as unknown as Io, stderr: () => text }
-}
 
 t.afterEach(() => {
   // runMain sets the exit status of this process too.

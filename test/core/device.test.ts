@@ -17,6 +17,7 @@ import {
   close,
   openSource,
   openTarget,
+  placeTarget,
   readAt,
   readChunks,
   readExactly,
@@ -74,6 +75,7 @@ void t.test('openTarget opens, creates, or refuses', (t) => {
   const c = openTarget(fresh, { create: true })
   t.match(c, { path: fresh, size: 0, blockDevice: false, existed: false })
   writeAt(c, Buffer.from('abc'), 0)
+  placeTarget(c)
   close(c)
   t.equal(statSync(fresh).mode & 0o777, 0o600, 'created private')
   t.equal(readFileSync(fresh).toString(), 'abc')

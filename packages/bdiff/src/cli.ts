@@ -11,6 +11,7 @@ import {
   StreamKind,
   StreamWriter,
   UsageError,
+  abortable,
   producerMetadata,
   WritableSink,
   close,
@@ -32,7 +33,7 @@ import { diff, localBase, streamBase, type BaseDigests } from './diff.js'
 
 const PROGRAM = 'bdiff'
 
-async function main(argv: string[]): Promise<void> {
+async function main(argv: string[], signal: AbortSignal): Promise<void> {
   const args = commandLine(
     PROGRAM,
     argv,
@@ -71,16 +72,23 @@ that differ, for bpatch.`,
       old = openSource(args.base)
       base = localBase(old, blockSize, seed)
     } else {
-      base = await streamBase(hash, standardInput('a digest stream from bsum'))
+      base = await streamBase(hash, abortable(standardInput('a digest stream from bsum'), signal))
     }
-    await run(hash, source, base, args['digests-out'], args.progress)
+    await run(hash, source, base, args['digests-out'], args.progress, signal)
   } finally {
     close(source)
     if (old !== undefined) close(old)
   }
 }
 
-async function run(hash: Hash64, source: Device, base: BaseDigests, digestsOut: string | undefined, progress: boolean) {
+async function run(
+  hash: Hash64,
+  source: Device,
+  base: BaseDigests,
+  digestsOut: string | undefined,
+  progress: boolean,
+  signal: AbortSignal,
+) {
   const out = new WritableSink(process.stdout)
   const writer = new StreamWriter(hash, out, {
     kind: StreamKind.DELTA,
@@ -95,7 +103,7 @@ async function run(hash: Hash64, source: Device, base: BaseDigests, digestsOut: 
     await sums?.start()
     await writer.start()
     const meter = progress ? new Progress(PROGRAM, source.size) : undefined
-    const result = await diff(hash, source, base, writer, sums?.writer, meter)
+    const result = await diff(hash, source, base, writer, sums?.writer, meter, signal)
     await out.close()
     sums?.commit()
     meter?.finish(source.size, `${result.changed} of ${result.chunks} chunks differ, ${formatBytes(writer.bytes)} sent`)
@@ -142,4 +150,4 @@ function openDigestsOut(hash: Hash64, path: string, source: Device, base: BaseDi
   }
 }
 
-await runMain(PROGRAM, () => main(process.argv.slice(2)))
+await runMain(PROGRAM, (signal) => main(process.argv.slice(2), signal), { cancellable: true })

@@ -1,6 +1,7 @@
 import {
   DigestReader,
   StreamReader,
+  checkCancelled,
   isStreamError,
   isZero,
   readExactly,
@@ -80,6 +81,8 @@ export async function diff(
   writer: StreamWriter,
   digestsOut: DigestWriter | undefined,
   progress: Progress | undefined,
+  /** Aborted: stops between two batches (runMain, on SIGINT, SIGTERM or SIGHUP). */
+  signal?: AbortSignal,
 ): Promise<DiffResult> {
   const B = base.blockSize
   const result: DiffResult = { chunks: 0, changed: 0, changedBytes: 0 }
@@ -92,6 +95,7 @@ export async function diff(
   const data = Buffer.allocUnsafe(B)
   let olds: Buffer = Buffer.alloc(0)
   for await (const batch of stripeDigests(images, B, base.seed)) {
+    checkCancelled(signal)
     const digests = batch.digests[0] as Buffer
     const n = digests.length / 8
     const oldCount = Math.max(0, Math.min(n, baseChunks - batch.first))

@@ -3,7 +3,7 @@ import { applyAndReport, commandLine, onePositional, standardInput, runMain, wit
 
 const PROGRAM = 'bpatch'
 
-async function main(argv: string[]): Promise<void> {
+async function main(argv: string[], signal: AbortSignal): Promise<void> {
   const args = withApplyOptions(
     commandLine(
       PROGRAM,
@@ -29,10 +29,11 @@ data the delta was made against, it is written; anything else is a conflict
     ...args,
     program: PROGRAM,
     target,
+    signal,
     stderr: process.stderr,
   })
 }
 
 // Past a file size limit (ulimit -f), a write fails with EFBIG and is reported, rather than killing the process.
 process.on('SIGXFSZ', () => undefined)
-await runMain(PROGRAM, () => main(process.argv.slice(2)))
+await runMain(PROGRAM, (signal) => main(process.argv.slice(2), signal), { cancellable: true })

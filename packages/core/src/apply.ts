@@ -1,10 +1,13 @@
 import { fstatSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, resolve } from 'node:path'
+import { CancelledError, abortable, checkCancelled } from './cancel.js'
 import {
   close,
+  discardTarget,
   openSource,
   openTarget,
+  placeTarget,
   readAt,
   resize,
   sync,
@@ -35,15 +38,7 @@ import { Progress } from './progress.js'
 import { StreamReader, type ByteSource } from './read.js'
 import { formatBytes } from './size.js'
 import { createSpool, fileChunks, tee } from './spool.js'
-import {
-  TARGET_ID_KEY,
-  UNDO_BATCH_BYTES,
-  UNDO_BATCH_RECORDS,
-  UndoJournal,
-  isBoundJournal,
-  syncDirectory,
-  targetId,
-} from './undo.js'
+import { TARGET_ID_KEY, UNDO_BATCH_BYTES, UNDO_BATCH_RECORDS, UndoJournal, isBoundJournal, targetId } from './undo.js'
 import { isZero, zeros } from './zero.js'
 
 // The apply engine behind era-apply and bpatch. Records are checked as they
@@ -72,6 +67,8 @@ export interface ApplyOptions {
   /** A new file: journal the old contents of every region overwritten. */
   undo?: string
   progress?: boolean
+  /** Aborted (by runMain, on SIGINT, SIGTERM or SIGHUP): the apply stops between two writes. */
+  signal?: AbortSignal
   /** Notes and warnings. */
   stderr?: NodeJS.WritableStream
 }
@@ -121,6 +118,7 @@ function isDirectory(path: string): boolean {
 
 async function applyLocked(input: ByteSource, options: ApplyOptions): Promise<ApplyResult> {
   const hash = await loadHash()
+  input = abortable(input, options.signal)
   // The original era_copy's stream has no header: its first 8 bytes tell it.
   const sniffed = await sniffEraRange(input)
   if (sniffed.legacy) return applyEraRange(hash, sniffed.source, options)
@@ -140,7 +138,7 @@ async function applyLocked(input: ByteSource, options: ApplyOptions): Promise<Ap
   const spool = createSpool(spoolAt, options.program)
   try {
     await verifySpooled(hash, tee(input, spool.sink, spool.path), options, mode)
-    return await applyFrom(hash, fileChunks(spool.fd, spool.sink.position), options, mode)
+    return await applyFrom(hash, abortable(fileChunks(spool.fd, spool.sink.position), options.signal), options, mode)
   } finally {
     spool.close()
   }
@@ -367,6 +365,7 @@ function warnJournal(header: StreamHeader, options: ApplyOptions, state: TargetS
  * do about it. Refusals and conflicts say that themselves.
  */
 function annotate(err: unknown, state: string, advice = ''): unknown {
+  if (err instanceof CancelledError) return err.extend(`: ${state}`)
   if (isStreamError(err)) return extendStreamError(err, `: ${state}${advice}`)
   if (err instanceof BlockpipeError && err.code === 'EDEVICE') {
     return new BlockpipeError('EDEVICE', `${err.message}: ${state}${advice}`)
@@ -405,7 +404,7 @@ async function applyFrom(hash: Hash64, input: ByteSource, options: ApplyOptions,
       )
     }
     await applier.finish()
-    if (!target.existed) syncDirectory(target.path)
+    placeTarget(target)
     await journal?.finish()
     journal = undefined
     result = {
@@ -440,10 +439,11 @@ function failed(
   spooled: boolean,
 ): unknown {
   const changed = applier?.changed === true
-  if (!target.existed) rmSync(target.path, { force: true })
+  discardTarget(target)
   if (journal?.created === true && (!changed || !target.existed)) rmSync(journal.path, { force: true })
   let state: string
   let hint = advice(options)
+  if (err instanceof CancelledError) return err.extend(`: ${cancelledState(options, target, applier)}`)
   if (!target.existed) {
     state = `${target.path} was new and has been removed`
   } else if (!changed) {
@@ -457,6 +457,19 @@ function failed(
     }
   }
   return annotate(err, spooled && isStreamError(err) ? `the spool file was damaged: ${state}` : state, hint)
+}
+
+/** Where a cancelled apply left its target, and which command continues or rolls back. */
+function cancelledState(options: ApplyOptions, target: Target, applier: Applier | undefined): string {
+  const { program, undo } = options
+  if (!target.existed)
+    return `${target.path} was not created (nothing is left at that name); run the same command again`
+  if (applier?.changed !== true) return `${target.path} is untouched (nothing was written to it)`
+  return (
+    `${target.path} is partly updated (${applier.records} records applied, part new, part old): run the same` +
+    ` command again with the whole stream to continue` +
+    (undo === undefined ? '' : `, or roll back with: ${program} ${target.path} < ${undo}`)
+  )
 }
 
 class Applier {
@@ -490,6 +503,8 @@ class Applier {
   }
 
   async record(rec: StreamRecord): Promise<void> {
+    // Between two writes, never in the middle of one: a flushed batch is journaled, synced and written whole.
+    checkCancelled(this.#options.signal)
     // A record an interrupted run journaled may have been written, in part:
     // its chunk can be torn, so its base digest proves nothing. It passed
     // that check in the run that journaled it. Past the old end nothing needs

@@ -2,6 +2,7 @@ import { createReadStream, fstatSync } from 'node:fs'
 import type { Readable } from 'node:stream'
 import { isatty } from 'node:tty'
 import yargs, { type Argv } from 'yargs'
+import { CANCEL_SIGNALS, CancelledError, type CancelSignal } from './cancel.js'
 import { BlockpipeError, UsageError } from './errors.js'
 import { describeSystemError, isSystemError } from './system-errors.js'
 import { unknownOptionMessage } from './suggest.js'
@@ -41,16 +42,43 @@ export interface Io {
   stderr: NodeJS.WriteStream
 }
 
+export interface RunOptions {
+  /**
+   * SIGINT, SIGTERM and SIGHUP abort the signal given to main, which stops
+   * at a safe point and throws the CancelledError; a second signal while it
+   * stops is only noted. Without this, a signal ends the process at once.
+   */
+  cancellable?: boolean
+  io?: Io
+}
+
 /**
  * Runs a command's main function and turns what it throws into a message and
- * an exit status: 2 usage, 1 failure, 3 conflict.
+ * an exit status: 2 usage, 1 failure, 3 conflict, 128 + signal when cancelled.
  */
-export async function runMain(program: string, main: () => Promise<void>, io: Io = process): Promise<number> {
+export async function runMain(
+  program: string,
+  main: (signal: AbortSignal) => Promise<void>,
+  options: RunOptions | Io = {},
+): Promise<number> {
+  const { io = process, cancellable = false } = 'stderr' in options ? { io: options } : options
+  const controller = new AbortController()
+  const onSignal = (signal: CancelSignal): void => {
+    if (controller.signal.aborted) {
+      io.stderr.write(`${program}: ${signal}: already stopping at a safe point, please wait\n`)
+      return
+    }
+    controller.abort(new CancelledError(signal))
+  }
+  const handlers = CANCEL_SIGNALS.map((signal) => [signal, () => onSignal(signal)] as const)
+  if (cancellable) for (const [signal, handler] of handlers) process.on(signal, handler)
   let status = 0
   try {
-    await main()
+    await main(controller.signal)
   } catch (err) {
     status = report(program, err, io.stderr)
+  } finally {
+    for (const [signal, handler] of handlers) process.off(signal, handler)
   }
   process.exitCode = status
   return status

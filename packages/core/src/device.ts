@@ -3,6 +3,7 @@ import {
   constants,
   fstatSync,
   fsyncSync,
+  lstatSync,
   ftruncateSync,
   openSync,
   readFileSync,
@@ -13,6 +14,7 @@ import {
 } from 'node:fs'
 import { BlockpipeError } from './errors.js'
 import { describeOpenError } from './system-errors.js'
+import { createTemporary, discardTemporary, placeTemporary } from './temp-target.js'
 
 export { describeOpenError }
 
@@ -29,6 +31,8 @@ export interface Device {
 export interface Target extends Device {
   /** False when this open created the file. */
   existed: boolean
+  /** A file this open created: where it is written until placeTarget gives it its name. */
+  temporary?: string
 }
 
 function deviceError(err: unknown, path: string): BlockpipeError {
@@ -115,18 +119,17 @@ export interface TargetOptions {
  */
 export function openTarget(path: string, options: TargetOptions): Target {
   let fd: number
-  let existed = true
+  let temporary: string | undefined
   try {
     fd = openSync(path, constants.O_RDWR)
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
-    if (code !== 'ENOENT' || !options.create) throw deviceError(err, path)
-    try {
-      fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o600)
-    } catch (err2) {
-      throw deviceError(err2, path)
+    // Something is there that open cannot follow (a dangling symbolic link): named, not replaced.
+    if (code !== 'ENOENT' || !options.create || lstatSync(path, { throwIfNoEntry: false }) !== undefined) {
+      throw deviceError(err, path)
     }
-    existed = false
+    ;({ fd, temporary } = createTemporary(path))
+    return { path, fd, size: 0, blockDevice: false, existed: false, temporary }
   }
   const st = fstatSync(fd, { bigint: true })
   if (st.isBlockDevice()) {
@@ -140,7 +143,17 @@ export function openTarget(path: string, options: TargetOptions): Target {
     closeSync(fd)
     throw new BlockpipeError('EDEVICE', `${path}: not a regular file or block device`)
   }
-  return { path, fd, size: sizeOf(fd, st, path), blockDevice: st.isBlockDevice(), existed }
+  return { path, fd, size: sizeOf(fd, st, path), blockDevice: st.isBlockDevice(), existed: true }
+}
+
+/** A created target, synced: linked into place under its name. */
+export function placeTarget(target: Target): void {
+  if (target.temporary !== undefined) placeTemporary(target.temporary, target.path)
+}
+
+/** A created target that did not finish: removed, so nothing is left at its name. */
+export function discardTarget(target: Target): void {
+  if (target.temporary !== undefined) discardTemporary(target.temporary)
 }
 
 /** What an apply finds at its target path before it opens it. */

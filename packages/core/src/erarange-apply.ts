@@ -1,7 +1,18 @@
 import { randomBytes } from 'node:crypto'
 import { existsSync, unlinkSync } from 'node:fs'
 import type { ApplyOptions, ApplyResult } from './apply.js'
-import { close, openTarget, resize, sync, targetState, writeAt, type Target } from './device.js'
+import { CancelledError, abortable, checkCancelled } from './cancel.js'
+import {
+  close,
+  discardTarget,
+  openTarget,
+  placeTarget,
+  resize,
+  sync,
+  targetState,
+  writeAt,
+  type Target,
+} from './device.js'
 import {
   EraRangeParser,
   listEraRange,
@@ -52,7 +63,12 @@ export async function applyEraRange(hash: Hash64, input: ByteSource, options: Ap
     } catch (err) {
       throw withState(err, 'nothing was written to the target')
     }
-    return await applyRecords(hash, fileChunks(spool.fd, spool.sink.position), options, known)
+    return await applyRecords(
+      hash,
+      abortable(fileChunks(spool.fd, spool.sink.position), options.signal),
+      options,
+      known,
+    )
   } finally {
     spool.close()
   }
@@ -78,6 +94,7 @@ function legacyHeader(size: number): StreamHeader {
 
 /** A stream error, with what state the target was left in. */
 function withState(err: unknown, state: string): unknown {
+  if (err instanceof CancelledError) return err.extend(`: ${state}`)
   return isStreamError(err) ? extendStreamError(err, `: ${state}`) : err
 }
 
@@ -121,12 +138,13 @@ async function applyRecords(
       throw withState(err, applier.state())
     }
     await applier.finish()
+    placeTarget(target)
     await journal?.finish()
     journal = undefined
   } catch (err) {
     // A file this apply created holds nothing anyone had before: remove it
     // rather than leave a half-written image that looks like a backup.
-    if (!target.existed) unlinkSync(target.path)
+    discardTarget(target)
     throw err
   } finally {
     journal?.close()
@@ -192,6 +210,7 @@ class LegacyApplier {
   }
 
   async item(item: EraRangeItem): Promise<void> {
+    checkCancelled(this.#options.signal)
     if (item.type === 'record') {
       this.#check(item.record)
       return

@@ -6,7 +6,7 @@ export const EXIT_USAGE = 2
 export const EXIT_CONFLICT = 3
 
 export type ErrorCode =
-  'EUSAGE' | 'ETRUNCATED' | 'ECORRUPT' | 'EBADSTREAM' | 'ECONFLICT' | 'EDEVICE' | 'EINPUT' | 'ELOCKED'
+  'EUSAGE' | 'ETRUNCATED' | 'ECORRUPT' | 'EBADSTREAM' | 'ECONFLICT' | 'EDEVICE' | 'EINPUT' | 'ELOCKED' | 'ECANCELED'
 
 const STATUS: Record<ErrorCode, number> = {
   EUSAGE: EXIT_USAGE,
@@ -17,17 +17,19 @@ const STATUS: Record<ErrorCode, number> = {
   EDEVICE: EXIT_FAILURE,
   EINPUT: EXIT_FAILURE,
   ELOCKED: EXIT_FAILURE,
+  // A cancellation exits as the shell reports a signal: 128 + its number (see CancelledError).
+  ECANCELED: EXIT_FAILURE,
 }
 
 export class BlockpipeError extends Error {
   readonly code: ErrorCode
   readonly exitCode: number
 
-  constructor(code: ErrorCode, message: string) {
+  constructor(code: ErrorCode, message: string, exitCode = STATUS[code]) {
     super(message)
     this.name = 'BlockpipeError'
     this.code = code
-    this.exitCode = STATUS[code]
+    this.exitCode = exitCode
   }
 }
 

@@ -14,7 +14,7 @@ import {
 
 const PROGRAM = 'era-apply'
 
-async function main(argv: string[]): Promise<void> {
+async function main(argv: string[], signal: AbortSignal): Promise<void> {
   const args = withApplyOptions(
     commandLine(
       PROGRAM,
@@ -52,10 +52,11 @@ is synced before $0 exits 0.`,
     ...args,
     program: PROGRAM,
     target,
+    signal,
     stderr: process.stderr,
   })
 }
 
 // Past a file size limit (ulimit -f), a write fails with EFBIG and is reported, rather than killing the process.
 process.on('SIGXFSZ', () => undefined)
-await runMain(PROGRAM, () => main(process.argv.slice(2)))
+await runMain(PROGRAM, (signal) => main(process.argv.slice(2), signal), { cancellable: true })
