@@ -40,43 +40,33 @@ export function abortable(source: ByteSource, signal: AbortSignal | undefined): 
 
 const TURN_BYTES = 16 << 20
 
+// No Promise.race against a promise that lives as long as the run: every race
+// would leave a reaction on it holding the chunk it resolved with, and the
+// whole stream would stay in memory. A signal destroys the source instead,
+// which ends a pending read.
 async function* pull(source: ByteSource, signal: AbortSignal): AsyncGenerator<Uint8Array> {
-  const it =
-    Symbol.asyncIterator in source
-      ? source[Symbol.asyncIterator]()
-      : (source as Iterable<Uint8Array>)[Symbol.iterator]()
-  let stop!: (reason: Error) => void
-  const stopped = new Promise<never>((_resolve, reject) => (stop = reject))
-  const onAbort = (): void => stop(signal.reason as Error)
-  signal.addEventListener('abort', onAbort, { once: true })
-  // Not every run is cancelled: a rejection nobody awaits must not count as unhandled.
-  stopped.catch(() => {})
-  let done = false
+  const destroy = (): void => (source as { destroy?: () => void }).destroy?.()
+  signal.addEventListener('abort', destroy, { once: true })
   let sinceTurn = 0
   try {
-    for (;;) {
+    for await (const chunk of source) {
       // A source read without waiting (a file) gives the event loop, and so a signal handler, no turn.
       if (sinceTurn >= TURN_BYTES) {
         sinceTurn = 0
         await yieldToSignals()
       }
       checkCancelled(signal)
-      const next = await Promise.race([it.next(), stopped])
-      if (next.done === true) {
-        done = true
-        return
-      }
-      sinceTurn += next.value.length
-      yield next.value
+      sinceTurn += chunk.length
+      yield chunk
     }
+  } catch (err) {
+    // A destroyed source ends with an error of its own: the signal is what happened.
+    checkCancelled(signal)
+    throw err
   } finally {
-    signal.removeEventListener('abort', onAbort)
-    if (!done) {
-      // A read may still be pending: destroying the stream ends it; return() would wait for it.
-      ;(source as { destroy?: () => void }).destroy?.()
-      void it.return?.()
-    }
+    signal.removeEventListener('abort', destroy)
   }
+  checkCancelled(signal)
 }
 
 /** One turn of the event loop, where signal handlers run. */
