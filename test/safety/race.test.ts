@@ -67,6 +67,14 @@ function refusedBy(t: Test, second: RunResult, program: string, what: string, ho
   )
 }
 
+/** The first apply ends well, its image whole on the target, and its lock gone. */
+async function firstWins(t: Test, first: Held, target: string): Promise<void> {
+  const done = await first.finish()
+  t.equal(done.status, 0, done.stderr)
+  sameBytes(t, readFileSync(target), newA, "the target is the first's image, byte for byte")
+  t.notOk(existsSync(lockPathOf(target).file), 'the lock is released')
+}
+
 void t.test('era-apply: two full streams onto one file', async (t) => {
   const dir = tempDir(t, 'race')
   const target = join(dir, 'vm.img')
@@ -74,10 +82,7 @@ void t.test('era-apply: two full streams onto one file', async (t) => {
   const first = await startHeld('era-apply', [target], await fullStream(newA), target)
   const second = await runTool('era-apply', [target], { input: await fullStream(newB) })
   refusedBy(t, second, 'era-apply', target, first, lockPathOf(target).file)
-  const done = await first.finish()
-  t.equal(done.status, 0, done.stderr)
-  sameBytes(t, readFileSync(target), newA, "the target is the first's image, byte for byte")
-  t.notOk(existsSync(lockPathOf(target).file), 'the lock is released')
+  await firstWins(t, first, target)
 })
 
 void t.test('bpatch --undo: two deltas from one base onto one file', async (t) => {
@@ -186,10 +191,7 @@ void t.test('era-apply: a stream of the original era_copy holds the lock too', a
   const first = await startHeld('era-apply', [target], Buffer.concat(records), target)
   const second = await runTool('era-apply', ['--force', target], { input: await fullStream(newB) })
   refusedBy(t, second, 'era-apply', target, first, lockPathOf(target).file)
-  const done = await first.finish()
-  t.equal(done.status, 0, done.stderr)
-  sameBytes(t, readFileSync(target), newA, "the target is the first's image, byte for byte")
-  t.notOk(existsSync(lockPathOf(target).file), 'the lock is released')
+  await firstWins(t, first, target)
 })
 
 void t.test('one --spool file for two overlapping applies', async (t) => {
