@@ -1,4 +1,5 @@
 import t from 'tap'
+import type { Argv } from 'yargs'
 import { io } from '../lib/io.js'
 import {
   commandLine,
@@ -72,24 +73,85 @@ void t.test('runMain maps what main throws to a message and an exit status', asy
   t.equal(await runMain('bsum', async () => {}), 0)
 })
 
-void t.test('commandLine: a bad option is a usage error', (t) => {
+/** The yargs a command line falls back to. */
+const yargsOf = (y: Argv): Promise<Argv> => (y as unknown as { yargs(): Promise<Argv> }).yargs()
+/** What the command line parses without yargs, if it does. */
+const parsedOf = (y: Argv): unknown => (y as unknown as { parsed(): unknown }).parsed()
+
+void t.test('commandLine: a bad option is a usage error', async (t) => {
   const argv = (args: string[]) =>
-    commandLine('bsum', args, '$0 [options] <image>').option('size', { type: 'number' }).parseSync()
-  t.match(argv(['--size', '10', 'img']), { size: 10, _: ['img'] })
-  t.throws(() => argv(['--bogus']), { name: 'UsageError', code: 'EUSAGE', message: 'unknown option --bogus' })
-  t.throws(() => argv(['--sise', '1']), { message: 'unknown option --sise (did you mean --size?)' })
-  t.throws(() => argv(['--hlep', '-v', '-x']), {
+    commandLine('bsum', args, '$0 [options] <image>').option('size', { type: 'number' }).parseAsync()
+  t.match(await argv(['--size', '10', 'img']), { size: 10, _: ['img'] })
+  await t.rejects(argv(['--bogus']), { name: 'UsageError', code: 'EUSAGE', message: 'unknown option --bogus' })
+  await t.rejects(argv(['--sise', '1']), { message: 'unknown option --sise (did you mean --size?)' })
+  await t.rejects(argv(['--hlep', '-v', '-x']), {
     message: 'unknown options --hlep (did you mean --help?), -v (did you mean -V?), -x',
   })
   // yargs reports a rejected command handler as fail(null, err).
-  const y = commandLine('bsum', [], 'u') as unknown as {
+  const y = (await yargsOf(commandLine('bsum', [], 'u'))) as unknown as {
     getInternalMethods(): { getUsageInstance(): { fail(m: string | null, e: Error): void } }
   }
   t.throws(() => y.getInternalMethods().getUsageInstance().fail(null, new Error('boom')), {
     name: 'UsageError',
     message: 'boom',
   })
-  t.end()
+})
+
+void t.test('commandLine parses what it can without yargs, exactly as yargs does', async (t) => {
+  // The options of the commands: strings, booleans with defaults, a short alias, choices.
+  const options = (args: string[]) =>
+    commandLine('bdiff', args, 'u')
+      .option('block-size', { alias: 'b', type: 'string', describe: 'chunk size' })
+      .option('digests-out', { type: 'string', describe: 'file' })
+      .option('progress', { type: 'boolean', default: false, describe: 'progress' })
+      .option('force', { type: 'boolean', describe: 'no default' })
+      .option('format', { choices: ['blockpipe', 'erarange'], default: 'blockpipe', describe: 'format' })
+      .example('$0 x', '')
+  const fast = [
+    ['img'],
+    [],
+    ['-b', '4K', 'img'],
+    ['--block-size=4K', '--block-size', '8K', 'a', 'b'],
+    ['--digests-out', 'n.sum', '--progress', '--force', '/dev/sdb'],
+    ['--digests-out=-x', 'img'],
+    ['--format', 'erarange', 'img'],
+    ['--format=blockpipe', '--', '-img'],
+    ['img1', '007'],
+  ]
+  for (const args of fast) {
+    const fromYargs = (await yargsOf(options(args))).parseSync()
+    const got = parsedOf(options(args)) as Record<string, unknown>
+    t.not(got, undefined, `${args.join(' ')}: parsed without yargs`)
+    t.same(got, fromYargs, args.join(' '))
+    t.same(await options(args).parseAsync(), fromYargs)
+  }
+  // Left to yargs, which reads these differently or has something to say.
+  const slow = [
+    ['--progress', 'true', 'img'],
+    ['--force', 'false'],
+    ['-b=4K', 'img'],
+    ['-b4K', 'img'],
+    ['--digests-out', '-', 'img'],
+    ['--digests-out', '-x', 'img'],
+    ['img', '42'],
+    ['0x10'],
+    ['--no-progress', 'img'],
+    ['--blockSize', '4K'],
+    ['--format', 'xml', 'img'],
+    ['-b'],
+  ]
+  for (const args of slow) t.equal(parsedOf(options(args)), undefined, args.join(' '))
+  t.match(await options(['--no-progress', 'img']).parseAsync(), { progress: false, _: ['img'] })
+  await t.rejects(options(['--format', 'xml', 'img']).parseAsync(), { name: 'UsageError', message: /Invalid values/ })
+  // An option of a kind this parser does not read: all goes to yargs.
+  t.equal(parsedOf(commandLine('x', ['a'], 'u').option('n', { type: 'number' })), undefined)
+  t.equal(parsedOf(commandLine('x', ['a'], 'u').option('n', { type: 'string', alias: 'number' })), undefined)
+  t.same(parsedOf(commandLine('x', ['--n', '1'], 'u').option('n', { type: 'string', alias: ['m'] })), {
+    _: [],
+    $0: 'x',
+    n: '1',
+    m: '1',
+  })
 })
 
 void t.test('commandLine wraps help to the terminal width, at most 100', async (t) => {
@@ -100,9 +162,7 @@ void t.test('commandLine wraps help to the terminal width, at most 100', async (
     else delete stdout.columns
   })
   const help = async () =>
-    commandLine('bsum', [], 'usage: bsum')
-      .option('size', { describe: 'x '.repeat(60) })
-      .getHelp()
+    (await yargsOf(commandLine('bsum', [], 'usage: bsum').option('size', { describe: 'x '.repeat(60) }))).getHelp()
   stdout.columns = 60
   const narrow = await help()
   t.ok(Math.max(...narrow.split('\n').map((l) => l.length)) <= 60, 'a 60-column terminal')
@@ -141,16 +201,15 @@ void t.test('onePositional', (t) => {
   t.end()
 })
 
-void t.test('withApplyOptions adds --spool, --undo, --force and --progress', (t) => {
+void t.test('withApplyOptions adds --spool, --undo, --force and --progress', async (t) => {
   const what = { spool: 'spool file', undo: 'undo journal', force: 'apply anyway' }
-  const parse = (args: string[]) => withApplyOptions(commandLine('bpatch', args, 'u'), what).parseSync()
-  t.match(parse(['t']), { spool: undefined, undo: undefined, force: false, progress: false, _: ['t'] })
-  t.match(parse(['--spool', '/tmp/s', '--undo', '/tmp/u', '--force', '--progress', 't']), {
+  const parse = (args: string[]) => withApplyOptions(commandLine('bpatch', args, 'u'), what).parseAsync()
+  t.match(await parse(['t']), { spool: undefined, undo: undefined, force: false, progress: false, _: ['t'] })
+  t.match(await parse(['--spool', '/tmp/s', '--undo', '/tmp/u', '--force', '--progress', 't']), {
     spool: '/tmp/s',
     undo: '/tmp/u',
     force: true,
     progress: true,
   })
-  t.throws(() => parse(['--forse']), { name: 'UsageError' })
-  t.end()
+  await t.rejects(parse(['--forse']), { name: 'UsageError' })
 })

@@ -34,7 +34,7 @@ import { diff, localBase, streamBase, type BaseDigests } from './diff.js'
 const PROGRAM = 'bdiff'
 
 async function main(argv: string[], signal: AbortSignal): Promise<void> {
-  const args = commandLine(
+  const args = await commandLine(
     PROGRAM,
     argv,
     `Usage: $0 [--digests-out FILE] SOURCE < digests > delta
@@ -54,7 +54,7 @@ that differ, for bpatch.`,
     .option('progress', { type: 'boolean', default: false, describe: 'show progress on stderr' })
     .example('ssh backup bsum /srv/vm.img | $0 /dev/vg/vm-snap | ssh backup bpatch /srv/vm.img', '')
     .example('$0 --digests-out today.sum /dev/vg/snap < yesterday.sum | ssh backup bpatch /srv/vm.img', '')
-    .parseSync()
+    .parseAsync()
 
   if (args.base === undefined && (args['block-size'] !== undefined || args.seed !== undefined)) {
     throw new UsageError('--block-size and --seed go with --base; otherwise they come from the digest stream')

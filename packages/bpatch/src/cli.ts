@@ -4,7 +4,7 @@ import { applyAndReport, commandLine, onePositional, standardInput, runMain, wit
 const PROGRAM = 'bpatch'
 
 async function main(argv: string[], signal: AbortSignal): Promise<void> {
-  const args = withApplyOptions(
+  const args = await withApplyOptions(
     commandLine(
       PROGRAM,
       argv,
@@ -22,7 +22,7 @@ data the delta was made against, it is written; anything else is a conflict
     },
   )
     .example('ssh backup bsum /srv/vm.img | bdiff /dev/vg/vm-snap | ssh backup $0 /srv/vm.img', '')
-    .parseSync()
+    .parseAsync()
 
   const target = onePositional(args, 'TARGET')
   await applyAndReport(standardInput('a delta stream from bdiff'), {

@@ -36,7 +36,7 @@ const READ_PIECE = 1024 * 1024
 const FLUSH_AT = 64 * 1024
 
 async function main(argv: string[]): Promise<void> {
-  const args = commandLine(
+  const args = await commandLine(
     PROGRAM,
     argv,
     `Usage: $0 [--json] [--digests] [FILE|-]
@@ -50,7 +50,7 @@ a corrupt or cut stream is listed up to the damage, then $0 fails (exit 1).`,
     .option('digests', { type: 'boolean', default: false, describe: 'digest streams: every chunk digest too' })
     .example('$0 incr.bps', '')
     .example('gunzip < full.bps.gz | $0 --json | jq -c \'select(.type == "record")\'', '')
-    .parseSync()
+    .parseAsync()
 
   const files = args._.map(String)
   if (files.length > 1) throw new UsageError(`one FILE only, got ${files.join(' ')}`)

@@ -6,7 +6,7 @@ import { restore } from './restore.js'
 const PROGRAM = 'brestore'
 
 async function main(argv: string[]): Promise<void> {
-  const args = commandLine(
+  const args = await commandLine(
     PROGRAM,
     argv,
     `Usage: $0 [--raw] [--force] IMAGE UNDO... > stream     (undo files newest first)
@@ -37,7 +37,7 @@ before anything is written.`,
     .example('$0 /srv/vm.img $(ls -r /srv/vm.img.undo/*.undo | head -n 2) | era-apply /srv/2-nights-ago.img', '')
     .example('$0 --as-of 2026-11-20 /srv/vm.img | ssh host era-apply /srv/vm-1120.img', '')
     .example('$0 --raw --as-of 2026-11-20T18:00 /srv/vm.img | dd of=/dev/vg/restore bs=1M', '')
-    .parseSync()
+    .parseAsync()
 
   const [image, ...undo] = args._.map(String)
   if (image === undefined) throw new UsageError('missing IMAGE')

@@ -23,7 +23,7 @@ import { rechunk, streamSink, sum, sumDevice, textSink } from './sum.js'
 const PROGRAM = 'bsum'
 
 async function main(argv: string[]): Promise<void> {
-  const args = commandLine(
+  const args = await commandLine(
     PROGRAM,
     argv,
     `Usage: $0 [-b SIZE] [--text] SOURCE > digests
@@ -46,7 +46,7 @@ chunk with xxh64 and writes a blockpipe digest stream, for bdiff.`,
     .option('progress', { type: 'boolean', default: false, describe: 'show progress on stderr' })
     .example('ssh backup bsum /srv/vm.img | bdiff /dev/vg/vm-snap | ssh backup bpatch /srv/vm.img', '')
     .example('$0 --text --seed 0 disk.img', '')
-    .parseSync()
+    .parseAsync()
 
   const source = onePositional(args, 'SOURCE')
   const blockSize = args['block-size'] === undefined ? DEFAULT_CHUNK_SIZE : parseBlockSize(args['block-size'])

@@ -1,7 +1,8 @@
 import { createReadStream, fstatSync } from 'node:fs'
 import type { Readable } from 'node:stream'
 import { isatty } from 'node:tty'
-import yargs, { type Argv } from 'yargs'
+import { parseArgs } from 'node:util'
+import type { Argv, Options } from 'yargs'
 import { CANCEL_SIGNALS, CancelledError, type CancelSignal } from './cancel.js'
 import { BlockpipeError, UsageError } from './errors.js'
 import { describeSystemError, isSystemError } from './system-errors.js'
@@ -11,21 +12,107 @@ import { VERSION } from './version.js'
 // What every binary shares: option parsing that fails with exit 2, messages
 // prefixed with the program name, and exit statuses that mean something.
 
+/**
+ * A command line, parsed by parseAsync(). yargs costs a process about 14 MB
+ * and a tenth of a CPU-second to load, more than bsum needs for a gigabyte:
+ * a command line of known options with their values is parsed here, and
+ * yargs is loaded only for the rest (--help, --version, an error, any form
+ * this parser does not read exactly as yargs does), which it then handles
+ * as always. Typed as yargs' Argv: the commands declare options as for it.
+ */
 export function commandLine(program: string, argv: string[], usage: string): Argv {
-  const y: Argv = yargs(argv)
-  return y
-    .scriptName(program)
-    .usage(usage)
-    .strictOptions()
-    .version(`${program} ${VERSION}`)
-    .alias('V', 'version')
-    .help()
-    .alias('h', 'help')
-    .wrap(Math.min(100, process.stdout.columns ?? 100))
-    .parserConfiguration({ 'duplicate-arguments-array': false })
-    .fail((message: string | undefined, err: Error | undefined) => {
-      throw new UsageError(unknownOptionMessage(message ?? (err as Error).message, knownOptions(y)))
-    })
+  return new CommandLine(program, argv, usage) as unknown as Argv
+}
+
+type Args = { [key: string]: unknown; _: (string | number)[]; $0: string }
+
+class CommandLine {
+  readonly #options: [string, Options][] = []
+  readonly #examples: [string, string][] = []
+
+  constructor(
+    readonly program: string,
+    readonly argv: string[],
+    readonly usage: string,
+  ) {}
+
+  option(name: string, options: Options): this {
+    this.#options.push([name, options])
+    return this
+  }
+
+  example(command: string, description: string): this {
+    this.#examples.push([command, description])
+    return this
+  }
+
+  async parseAsync(): Promise<Args> {
+    return this.parsed() ?? (await this.yargs()).parseSync()
+  }
+
+  /** The arguments as yargs would give them, or undefined where yargs must have its say. */
+  parsed(): Args | undefined {
+    const specs: Record<string, { type: 'string' | 'boolean'; short?: string }> = {}
+    for (const [name, o] of this.#options) {
+      if (o.type !== 'string' && o.type !== 'boolean' && o.choices === undefined) return undefined
+      const type = o.type === 'boolean' ? 'boolean' : 'string'
+      const aliases = o.alias === undefined ? [] : [o.alias].flat()
+      if (aliases.some((a) => a.length !== 1)) return undefined
+      specs[name] = aliases[0] === undefined ? { type } : { type, short: aliases[0] }
+    }
+    // yargs reads a boolean's value from the next word, and `-b4K` as -b -4 -K.
+    const end = this.argv.indexOf('--')
+    const words = end < 0 ? this.argv : this.argv.slice(0, end)
+    if (words.some((a) => a === 'true' || a === 'false' || /^-[^-]./.test(a))) return undefined
+    let result
+    try {
+      result = parseArgs({ args: this.argv, options: specs, strict: true, allowPositionals: true, tokens: true })
+    } catch {
+      return undefined
+    }
+    // yargs takes no value starting with a dash from the next word (`--x -`),
+    // and turns a word that looks like a number into one.
+    const dashed = result.tokens.some((t) => t.kind === 'option' && t.inlineValue === false && t.value?.startsWith('-'))
+    if (dashed || result.positionals.some(looksNumeric)) return undefined
+    const args: Args = { _: result.positionals, $0: this.program }
+    for (const [name, o] of this.#options) {
+      const given = result.values[name]
+      if (o.choices !== undefined && given !== undefined && !o.choices.includes(given as string)) return undefined
+      const value: unknown = given ?? o.default
+      if (value === undefined) continue
+      const aliases = o.alias === undefined ? [] : [o.alias].flat()
+      for (const key of new Set([name, camel(name), ...aliases])) args[key] = value
+    }
+    return args
+  }
+
+  /** The same command line for yargs. */
+  async yargs(): Promise<Argv> {
+    const { default: yargs } = await import('yargs')
+    const y: Argv = yargs(this.argv)
+    y.scriptName(this.program)
+      .usage(this.usage)
+      .strictOptions()
+      .version(`${this.program} ${VERSION}`)
+      .alias('V', 'version')
+      .help()
+      .alias('h', 'help')
+      .wrap(Math.min(100, process.stdout.columns ?? 100))
+      .parserConfiguration({ 'duplicate-arguments-array': false })
+      .fail((message: string | undefined, err: Error | undefined) => {
+        throw new UsageError(unknownOptionMessage(message ?? (err as Error).message, knownOptions(y)))
+      })
+    for (const [name, options] of this.#options) y.option(name, options)
+    for (const [command, description] of this.#examples) y.example(command, description)
+    return y
+  }
+}
+
+const camel = (name: string): string => name.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase())
+
+/** Whether yargs would take the word for a number (its isNumber). */
+function looksNumeric(word: string): boolean {
+  return /^0x[0-9a-f]+$/i.test(word) || (!/^0[^.]/.test(word) && /^-?(?:\d+(?:\.\d*)?|\.\d+)(e[-+]?\d+)?$/.test(word))
 }
 
 /** Every option name a command line knows, aliases included. */

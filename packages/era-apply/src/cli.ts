@@ -15,7 +15,7 @@ import {
 const PROGRAM = 'era-apply'
 
 async function main(argv: string[], signal: AbortSignal): Promise<void> {
-  const args = withApplyOptions(
+  const args = await withApplyOptions(
     commandLine(
       PROGRAM,
       argv,
@@ -39,7 +39,7 @@ is synced before $0 exits 0.`,
     .example('gunzip < incr.bps.gz | $0 /srv/vm.img', '')
     .example('$0 --spool /srv/tmp --undo /srv/undo/vm.$(date +%F).undo /srv/vm.img < incr.bps', '')
     .example('$0 /srv/vm.img < /srv/undo/vm.2026-11-21.undo   # roll back', '')
-    .parseSync()
+    .parseAsync()
 
   if (args.check) {
     if (args._.length > 0) throw new UsageError('--check takes no TARGET')

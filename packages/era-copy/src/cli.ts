@@ -30,7 +30,7 @@ import { XmlInputError } from './xml-events.js'
 const PROGRAM = 'era-copy'
 
 async function main(argv: string[]): Promise<void> {
-  const args = commandLine(
+  const args = await commandLine(
     PROGRAM,
     argv,
     `Usage: $0 [-b SIZE] DEVICE < era_invalidate.xml > stream
@@ -84,7 +84,7 @@ snapshot, its -cow device; the COW file a dattobd snapshot left; none with
     .example('thin_delta -m --snap1 12 --snap2 13 /dev/mapper/pool_tmeta | $0 --thin-delta /dev/vg/snap13', '')
     .example('$0 --snapshot-cow /dev/mapper/vg-vm_mon-cow /dev/vg/vm_tue > incr.bps', '')
     .example('$0 --datto-cow /var/backup/datto.1 /dev/datto4 > incr.bps', '')
-    .parseSync()
+    .parseAsync()
 
   const snapshotCow = args['snapshot-cow']
   const dattoCow = args['datto-cow']
