@@ -1,4 +1,4 @@
-import { closeSync, openSync, writeFileSync } from 'node:fs'
+import { closeSync, openSync, truncateSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import type { Device } from '../../packages/core/src/device.js'
@@ -6,7 +6,7 @@ import { loadHash } from '../../packages/core/src/hash.js'
 import { stripeDigests, type StripeOptions } from '../../packages/core/src/stripe-digests.js'
 import { randomBytes } from '../lib/data.js'
 
-// The worker threads' digests against the plain one-chunk-at-a-time ones:
+// The hashing threads' digests against the plain one-chunk-at-a-time ones:
 // many stripes, images of different sizes side by side, partial chunks, and
 // the ways a read goes wrong.
 
@@ -35,9 +35,9 @@ void t.test('the digests of every chunk, in order, whatever the stripes and read
   const devs = [image(dir, 'a', a), image(dir, 'b', b), image(dir, 'empty', Buffer.alloc(0))]
   const cases: [number, StripeOptions][] = [
     [4096, { stripeBytes: 16384, readBytes: 8192 }],
-    [4096, { stripeBytes: 4096, readBytes: 1, workers: 3 }],
+    [4096, { stripeBytes: 4096, readBytes: 1, threads: 3 }],
     [65536, {}],
-    [512, { stripeBytes: 1 << 20, workers: 1 }],
+    [512, { stripeBytes: 1 << 20, threads: 1 }],
   ]
   for (const [chunk, options] of cases) {
     const seed = 2n ** 64n - BigInt(chunk)
@@ -70,17 +70,31 @@ void t.test('stopping early stops the workers', async (t) => {
 void t.test('an image shorter than its size, a read error, a worker that fails', async (t) => {
   const dir = t.testdir()
   const dev = image(dir, 'short', randomBytes(10_000, 4))
+  // Stripes of 8192 bytes: the even ones hashed by the worker, the odd ones by the main thread.
   await t.rejects(collect([{ ...dev, size: 50_000 }], 4096, 0n, { stripeBytes: 8192 }), {
     code: 'EDEVICE',
     message: `${dev.path}: ended at byte 10000 while reading (did it shrink?)`,
   })
+  const longer = image(dir, 'longer', randomBytes(20_000, 5))
+  await t.rejects(collect([{ ...longer, size: 50_000 }], 4096, 0n, { stripeBytes: 8192 }), {
+    code: 'EDEVICE',
+    message: `${longer.path}: ended at byte 20000 while reading (did it shrink?)`,
+  })
+  closeSync(longer.fd)
   const fd = openSync(dir, 'r')
   await t.rejects(collect([{ path: dir, fd, size: 8192, blockDevice: false }], 4096, 0n, {}), {
     code: 'EDEVICE',
     message: new RegExp(`^${dir}: read error: EISDIR`),
   })
   closeSync(fd)
-  // A chunk larger than a WebAssembly memory can hold: the worker dies.
+  // A chunk larger than a WebAssembly memory can hold: the main thread's
+  // hasher throws; with two stripes, the worker that has the first dies.
   await t.rejects(collect([dev], 2 ** 33, 0n, {}), RangeError)
+  const sparse = join(dir, 'sparse')
+  writeFileSync(sparse, '')
+  truncateSync(sparse, 2 ** 33 + 1)
+  const big = { path: sparse, fd: openSync(sparse, 'r'), size: 2 ** 33 + 1, blockDevice: false }
+  await t.rejects(collect([big], 2 ** 33, 0n, {}), RangeError)
+  closeSync(big.fd)
   closeSync(dev.fd)
 })

@@ -3,28 +3,27 @@ import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import { BlockpipeError } from './errors.js'
 import type { Device } from './device.js'
+import { stripeHasher, type ErrorReport, type HashJob, type StripeResult } from './stripe-hasher.js'
 
-// Chunk digests of one or more images at once, by worker threads that each
-// read and hash their own stripes of the images (positional reads, their own
-// xxhash instance); the batches come back here in order. Node on one core
-// hashes at half the speed of C; two cores make up for it.
+// Chunk digests of one or more images at once, in stripes hashed in turn by
+// worker threads and by the main thread itself, each reading its own stripes
+// (positional reads, its own xxhash instance); the batches come out in
+// order. Node on one core hashes at half the speed of C; two cores make up
+// for it. The main thread takes a share rather than a second worker: a
+// worker costs a process about 10 MB.
 
 /** Bytes of image a stripe covers (rounded to whole chunks). */
 export const STRIPE_BYTES = 16 * 1024 * 1024
-/** Bytes a worker reads at a time: small enough to stay in the CPU cache. */
+/** Bytes a thread reads at a time: small enough to stay in the CPU cache. */
 export const READ_BYTES = 256 * 1024
 /** Stripes a worker may hash before the main thread has taken them. */
 const AHEAD = 2
 
 /** What a hash worker is given (see hash-worker.ts). */
-export interface StripeJob {
-  files: { fd: number; size: number }[]
-  chunkSize: number
-  readSize: number
-  seed: string
-  stripeChunks: number
+export interface StripeJob extends HashJob {
   stripes: number
   worker: number
+  /** Threads hashing: the workers and the main thread, which hashes the stripes of index workers - 1. */
   workers: number
   ahead: number
   control: SharedArrayBuffer
@@ -37,15 +36,11 @@ export interface DigestBatch {
   digests: Buffer[]
 }
 
-type Message = { stripe: number; digests: ArrayBuffer[] } | { stripe: number; error: ErrorReport }
-interface ErrorReport {
-  file: number
-  at?: number
-  message?: string
-}
+type Message = StripeResult & { stripe: number }
 
 export interface StripeOptions {
-  workers?: number
+  /** Threads hashing, the main thread included (default 2). */
+  threads?: number
   stripeBytes?: number
   readBytes?: number
 }
@@ -61,27 +56,24 @@ export async function* stripeDigests(
   const stripeChunks = Math.max(1, Math.floor((options.stripeBytes ?? STRIPE_BYTES) / chunkSize))
   const stripes = Math.ceil(Math.ceil(size / chunkSize) / stripeChunks)
   if (stripes === 0) return
-  const count = Math.max(1, Math.min(options.workers ?? 2, stripes))
-  const control = new SharedArrayBuffer(4 * (1 + count))
+  const count = Math.max(1, Math.min(options.threads ?? 2, stripes))
+  const main = count - 1
+  const control = new SharedArrayBuffer(4 * count)
   const flags = new Int32Array(control)
+  const job: HashJob = {
+    files: images.map((d) => ({ fd: d.fd, size: d.size })),
+    chunkSize,
+    readSize: options.readBytes ?? READ_BYTES,
+    seed: seed.toString(),
+    stripeChunks,
+  }
   const queues: Message[][] = []
   const exits: Promise<unknown>[] = []
   let wake: (() => void) | undefined
   let failure: Error | undefined
-  for (let w = 0; w < count; w++) {
-    const job: StripeJob = {
-      files: images.map((d) => ({ fd: d.fd, size: d.size })),
-      chunkSize,
-      readSize: options.readBytes ?? READ_BYTES,
-      seed: seed.toString(),
-      stripeChunks,
-      stripes,
-      worker: w,
-      workers: count,
-      ahead: AHEAD,
-      control,
-    }
-    const worker = new Worker(workerURL, { workerData: job })
+  for (let w = 0; w < main; w++) {
+    const workerData: StripeJob = { ...job, stripes, worker: w, workers: count, ahead: AHEAD, control }
+    const worker = new Worker(workerURL, { workerData })
     const queue: Message[] = []
     worker.on('message', (m: Message) => {
       queue.push(m)
@@ -94,21 +86,28 @@ export async function* stripeDigests(
     queues.push(queue)
     exits.push(new Promise((resolve) => worker.once('exit', resolve)))
   }
+  let hash: ((stripe: number) => StripeResult) | undefined
   try {
     for (let stripe = 0; stripe < stripes; stripe++) {
       const w = stripe % count
-      const queue = queues[w] as Message[]
-      while (queue.length === 0 && failure === undefined) await new Promise<void>((resolve) => (wake = resolve))
-      if (failure !== undefined) throw failure
-      const m = queue.shift() as Message
+      let m: Message
+      if (w === main) {
+        hash ??= stripeHasher(job)
+        m = { stripe, ...hash(stripe) }
+      } else {
+        const queue = queues[w] as Message[]
+        while (queue.length === 0 && failure === undefined) await new Promise<void>((resolve) => (wake = resolve))
+        if (failure !== undefined) throw failure
+        m = queue.shift() as Message
+        Atomics.add(flags, 1 + w, 1)
+        Atomics.notify(flags, 1 + w)
+      }
       if ('error' in m) throw readError(images[m.error.file] as Device, m.error)
-      Atomics.add(flags, 1 + w, 1)
-      Atomics.notify(flags, 1 + w)
       yield { first: stripe * stripeChunks, digests: m.digests.map((b) => Buffer.from(b)) }
     }
   } finally {
     Atomics.store(flags, 0, 1)
-    for (let w = 0; w < count; w++) Atomics.notify(flags, 1 + w)
+    for (let w = 0; w < main; w++) Atomics.notify(flags, 1 + w)
     // Told to stop, a worker ends within a stripe.
     await Promise.all(exits)
   }
