@@ -157,6 +157,16 @@ function syncCases(pattern, newImage) {
 
 const cases = [
   {
+    // What a process costs before any data: loading its modules, parsing its options.
+    name: 'start-up (an empty image)',
+    tools: [
+      { label: 'bsum', ours: true, run: 'T bsum empty.img > /dev/null' },
+      { label: 'bdiff --base', ours: true, run: 'T bdiff --base empty.img empty.img > /dev/null' },
+      { label: 'bsum --help', ours: true, run: 'T bsum --help > /dev/null' },
+      { label: 'node -e 0', run: 'T node -e 0' },
+    ],
+  },
+  {
     name: 'digest',
     tools: [
       { label: 'bsum -b 64K', ours: true, run: 'T bsum -b 64K src.img > /dev/null' },
@@ -190,7 +200,7 @@ try {
       `${BSF ? `; blocksync-fast ${sh('$BSF --version 2>&1 | head -1 | grep -o "[0-9][0-9.]*" | head -1', true)}` : ''}`,
   )
   writeImage(join(dir, 'old.img'))
-  sh('cp old.img src.img && cp old.img scat.img')
+  sh('cp old.img src.img && cp old.img scat.img && : > empty.img')
   const changed = change(join(dir, 'src.img'), 2 ** 20, 0.01, 3)
   const scattered = change(join(dir, 'scat.img'), 4096, 0.01, 5)
   console.log(`changed: ${changed} bytes as 1 MiB chunks; ${scattered} bytes as scattered 4 KiB blocks`)
