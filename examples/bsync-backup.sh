@@ -57,7 +57,7 @@ Options (each can also be set by the variable in brackets):
   -s FILE     digest file: the digests of IMAGE as the last run
               left it (default /var/lib/bsync-backup/NAME.sum,
               NAME = SOURCE's file name)                         [DIGEST_FILE]
-  -b SIZE     chunk size on the first run (bsum -b; default 64K) [CHUNK_SIZE]
+  -b SIZE     chunk size on the first run (bsum -b; default 4K) [CHUNK_SIZE]
   -u DIR      undo directory on HOST, one undo file per run
               (default IMAGE.undo; 'none': no undo files)        [REMOTE_UNDO_DIR]
   -t DIR      spool directory on HOST (default: IMAGE's

@@ -14,7 +14,7 @@ import { K64, changed, put, same } from '../integration/bsync-lib.js'
 
 /** The digest stream of `target` and the delta that turns it into `source`. */
 async function makeDelta(target: string, source: string, bsumArgs: string[] = []): Promise<Buffer> {
-  const sums = await run('bsum', [...bsumArgs, target])
+  const sums = await run('bsum', ['-b', '64K', ...bsumArgs, target])
   if (sums.status !== 0) throw new Error(sums.stderr)
   const delta = await run('bdiff', [source], { input: sums.stdout })
   if (delta.status !== 0) throw new Error(delta.stderr)

@@ -22,7 +22,8 @@ async function sync(
   put(join(dir, 'target.img'), oldData)
   put(join(dir, 'source.img'), newData)
   const r = await sh(
-    `bsum ${options.sum ?? ''} target.img | bdiff ${options.diff ?? ''} source.img | tee delta | bpatch target.img`,
+    // 64K chunks unless the case gives its own -b (the last one counts).
+    `bsum -b 64K ${options.sum ?? ''} target.img | bdiff ${options.diff ?? ''} source.img | tee delta | bpatch target.img`,
     { cwd: dir },
   )
   t.equal(r.status, 0, r.stderr)
@@ -167,7 +168,7 @@ void t.test('bdiff --base OLD NEW, without bsum', async (t) => {
   put(join(dir, 'old.img'), old)
   put(join(dir, 'new.img'), neu)
   put(join(dir, 'target.img'), old)
-  let r = await sh('bdiff --base old.img new.img | tee delta | bpatch target.img', { cwd: dir })
+  let r = await sh('bdiff --base old.img -b 64K new.img | tee delta | bpatch target.img', { cwd: dir })
   t.equal(r.status, 0, r.stderr)
   t.ok(same(join(dir, 'target.img'), neu))
   const d = await parseStream(readFileSync(join(dir, 'delta')))
@@ -176,7 +177,9 @@ void t.test('bdiff --base OLD NEW, without bsum', async (t) => {
     `DATA ${10 * K64}+${K64} base 77`,
     `DATA ${11 * K64}+77`,
   ])
-  t.equal(d.header.blockSize, K64, '64K chunks by default')
+  t.equal(d.header.blockSize, K64)
+  const byDefault = await parseStream((await sh('bdiff --base old.img new.img', { cwd: dir })).stdout)
+  t.equal(byDefault.header.blockSize, 4096, '4K chunks by default')
 
   put(join(dir, 'target.img'), old)
   r = await sh('bdiff --base old.img -b 8K --seed 0x2a new.img | tee delta | bpatch target.img', { cwd: dir })

@@ -126,7 +126,7 @@ void t.test('a delta stream: base lengths and digests; a digest stream: each dig
   randomBytes(10, 3).copy(neu, K64 + 5)
   randomBytes(50, 4).copy(neu, 4 * K64 + 50)
   writeFileSync(join(dir, 'new.img'), neu)
-  const d = await sh('bsum --seed 9 old.img > sums.bps && bdiff new.img < sums.bps > delta.bps', { cwd: dir })
+  const d = await sh('bsum -b 64K --seed 9 old.img > sums.bps && bdiff new.img < sums.bps > delta.bps', { cwd: dir })
   t.equal(d.status, 0, d.stderr)
   const olds = await chunkDigests(old, K64, 9n)
   const news = await chunkDigests(neu, K64, 9n)

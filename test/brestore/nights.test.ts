@@ -36,8 +36,8 @@ async function threeNights(t: Test): Promise<Nights> {
   states.forEach((s, i) => put(join(dir, `s${i}`), s))
   const nights = [
     'era-copy --all s0 | era-apply img',
-    `bsum img | bdiff s1 | bpatch --undo img.undo/${U1} img`,
-    `bsum img | bdiff s2 | bpatch --undo img.undo/${U2} img`,
+    `bsum -b 64K img | bdiff s1 | bpatch --undo img.undo/${U1} img`,
+    `bsum -b 64K img | bdiff s2 | bpatch --undo img.undo/${U2} img`,
     `era-copy --all s3 | era-apply --spool . --undo img.undo/${U3} img`,
   ]
   for (const night of nights) {
@@ -120,7 +120,7 @@ void t.test('a copy of the image restores, with a warning; an undo file of anoth
   t.match(r.stderr, /warning: copy is not the file the undo files were made on \(file:\d+:\d+\)/)
   t.ok(r.stdout.equals(states[0] as Buffer))
   // The copy lives on: a night applied to it has an undo file of another target.
-  const night = await sh(`bsum copy | bdiff s2 | bpatch --undo copy.undo copy`, { cwd: dir })
+  const night = await sh(`bsum -b 64K copy | bdiff s2 | bpatch --undo copy.undo copy`, { cwd: dir })
   t.equal(night.status, 0, night.stderr)
   const mixed = await run('brestore', ['copy', 'copy.undo', undo[1] as string], { cwd: dir })
   t.equal(mixed.status, 3, mixed.stderr)

@@ -37,7 +37,7 @@ void t.test('--text: a line per chunk, then the size and the image digest', asyn
   const nothing = (await loadHash()).create(0n).digest()
   t.equal(
     empty.stdout.toString(),
-    `# bsum ${VERSION} ${join(dir, 'empty')} block-size 65536 seed 0\n# size 0 image ${hex(nothing)}\n`,
+    `# bsum ${VERSION} ${join(dir, 'empty')} block-size 4096 seed 0\n# size 0 image ${hex(nothing)}\n`,
   )
 })
 

@@ -23,7 +23,7 @@ void t.test('loop devices', { skip: skip ?? false }, async (t) => {
     put(oldFile, old)
     put(newFile, neu)
     await withLoop(newFile, async (src) => {
-      const r = await sh(`bsum ${oldFile} | bdiff --progress ${src} | bpatch ${oldFile}`)
+      const r = await sh(`bsum -b 64K ${oldFile} | bdiff --progress ${src} | bpatch ${oldFile}`)
       t.equal(r.status, 0, r.stderr)
       t.match(r.stderr, /bdiff: .*, 6 of 49 chunks differ/)
     })
@@ -34,14 +34,14 @@ void t.test('loop devices', { skip: skip ?? false }, async (t) => {
     put(oldFile, old)
     put(newFile, neu)
     await withLoop(oldFile, async (tgt) => {
-      let r = await sh(`bsum ${tgt} | bdiff ${newFile} | tee ${dir}/delta | bpatch ${tgt}`)
+      let r = await sh(`bsum -b 64K ${tgt} | bdiff ${newFile} | tee ${dir}/delta | bpatch ${tgt}`)
       t.equal(r.status, 0, r.stderr)
       t.ok(same(tgt, neu), 'the device holds the new image')
       r = await sh(`bpatch --progress ${tgt} < ${dir}/delta`)
       t.equal(r.status, 0, r.stderr)
       t.match(r.stderr, /, 0 B written\n$/, 're-run: nothing written')
 
-      const sums = await run('bsum', [tgt])
+      const sums = await run('bsum', ['-b', '64K', tgt])
       const newer = changed(neu, 20 * K64, 1, 4)
       put(newFile, newer)
       r = await sh(
@@ -77,7 +77,7 @@ void t.test('loop devices', { skip: skip ?? false }, async (t) => {
       // Smaller image: written, and the bytes past its end stay.
       const small = changed(old.subarray(0, 16 * K64), 0, 1, 5)
       put(newFile, small)
-      let r = await sh(`bsum ${tgt} | bdiff ${newFile} | bpatch ${tgt}`)
+      let r = await sh(`bsum -b 64K ${tgt} | bdiff ${newFile} | bpatch ${tgt}`)
       t.equal(r.status, 0, r.stderr)
       t.match(r.stderr, `bpatch: note: ${tgt} is a block device of ${SIZE} bytes; the image is ${16 * K64} bytes`)
       t.ok(same(tgt, Buffer.concat([small, old.subarray(16 * K64)])))
@@ -85,7 +85,7 @@ void t.test('loop devices', { skip: skip ?? false }, async (t) => {
       // Larger image: refused before anything is written.
       const before = (await sh(`cat ${tgt}`)).stdout
       put(newFile, Buffer.concat([before, randomBytes(K64, 6)]))
-      r = await sh(`bsum ${tgt} | bdiff ${newFile} | bpatch ${tgt}`)
+      r = await sh(`bsum -b 64K ${tgt} | bdiff ${newFile} | bpatch ${tgt}`)
       t.equal(r.status, 1)
       t.match(r.stderr, `${tgt} is too small: ${SIZE} bytes`)
       t.match(r.stderr, 'nothing was written')

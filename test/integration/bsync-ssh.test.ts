@@ -31,7 +31,7 @@ void t.test('bsum | bdiff | bpatch through ssh', { skip: skip ?? false }, async 
 
   await t.test('with gzip on both legs', async (t) => {
     const r = await sh(
-      `${remote(sshd, `bsum ${target} | gzip`)} | gunzip | bdiff ${source} | tee ${dir}/delta | gzip |` +
+      `${remote(sshd, `bsum -b 64K ${target} | gzip`)} | gunzip | bdiff ${source} | tee ${dir}/delta | gzip |` +
         ` ${remote(sshd, `gunzip | bpatch ${target}`)}`,
     )
     t.equal(r.status, 0, r.stderr)
@@ -42,7 +42,7 @@ void t.test('bsum | bdiff | bpatch through ssh', { skip: skip ?? false }, async 
 
   await t.test('as written, again: nothing to do', async (t) => {
     const r = await sh(
-      `${remote(sshd, `bsum ${target}`)} | bdiff --progress ${source} | ${remote(sshd, `bpatch --progress ${target}`)}`,
+      `${remote(sshd, `bsum -b 64K ${target}`)} | bdiff --progress ${source} | ${remote(sshd, `bpatch --progress ${target}`)}`,
     )
     t.equal(r.status, 0, r.stderr)
     t.match(r.stderr, /bdiff: .*, 0 of 44 chunks differ/)
@@ -52,7 +52,7 @@ void t.test('bsum | bdiff | bpatch through ssh', { skip: skip ?? false }, async 
 
   await t.test('a wrong target is refused at the far end: exit 3 through ssh', async (t) => {
     const sums = join(dir, 'yesterday.sum')
-    let r = await sh(`${remote(sshd, `bsum ${target}`)} > ${sums}`)
+    let r = await sh(`${remote(sshd, `bsum -b 64K ${target}`)} > ${sums}`)
     t.equal(r.status, 0, r.stderr)
     const newer = changed(neu, 5 * K64, 1, 5)
     put(source, newer)
@@ -80,7 +80,7 @@ void t.test('through ssh between two loop devices', { skip: noLoop ?? false }, a
   await withLoop(join(dir, 'source.img'), (src) =>
     withLoop(join(dir, 'target.img'), async (tgt) => {
       const r = await sh(
-        `${remote(sshd, `bsum ${tgt} | gzip`)} | gunzip | bdiff ${src} | gzip | ${remote(sshd, `gunzip | bpatch ${tgt}`)}`,
+        `${remote(sshd, `bsum -b 64K ${tgt} | gzip`)} | gunzip | bdiff ${src} | gzip | ${remote(sshd, `gunzip | bpatch ${tgt}`)}`,
       )
       t.equal(r.status, 0, r.stderr)
       t.equal(r.stderr, '')

@@ -49,7 +49,7 @@ that differ, for bpatch.`,
       type: 'string',
       describe: "also write SOURCE's digest stream to FILE, to feed the next run instead of a new bsum",
     })
-    .option('block-size', { alias: 'b', type: 'string', describe: 'with --base: chunk size (default 64K)' })
+    .option('block-size', { alias: 'b', type: 'string', describe: 'with --base: chunk size (default 4K)' })
     .option('seed', { type: 'string', describe: 'with --base: digest seed (default: random)' })
     .option('progress', { type: 'boolean', default: false, describe: 'show progress on stderr' })
     .example('ssh backup bsum /srv/vm.img | $0 /dev/vg/vm-snap | ssh backup bpatch /srv/vm.img', '')

@@ -35,7 +35,7 @@ chunk with xxh64 and writes a blockpipe digest stream, for bdiff.`,
     .option('block-size', {
       alias: 'b',
       type: 'string',
-      describe: 'chunk size: sectors of 512 bytes (128), or bytes with K, M or G (default 64K)',
+      describe: 'chunk size: sectors of 512 bytes (128), or bytes with K, M or G (default 4K)',
     })
     .option('text', { type: 'boolean', default: false, describe: 'print a line per chunk: offset, length, digest' })
     .option('seed', {
