@@ -44,7 +44,7 @@ void t.test('--text: a line per chunk, then the size and the image digest', asyn
 void t.test('the digests are xxh64, as xxhsum computes them', { skip: !have('xxhsum') && 'no xxhsum' }, async (t) => {
   const dir = t.testdir()
   const file = put(join(dir, 'chunk'), randomBytes(K64, 2))
-  const r = await sh(`bsum --text --seed 0 ${file} | sed -n 2p; xxhsum -H64 ${file}`)
+  const r = await sh(`bsum -b 64K --text --seed 0 ${file} | sed -n 2p; xxhsum -H64 ${file}`)
   const [mine, theirs] = r.stdout.toString().split('\n')
   t.equal(mine?.split(' ')[2], theirs?.split(' ')[0])
 })
