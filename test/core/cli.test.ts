@@ -145,6 +145,7 @@ void t.test('commandLine parses what it can without yargs, exactly as yargs does
   await t.rejects(options(['--format', 'xml', 'img']).parseAsync(), { name: 'UsageError', message: /Invalid values/ })
   // An option of a kind this parser does not read: all goes to yargs.
   t.equal(parsedOf(commandLine('x', ['a'], 'u').option('n', { type: 'number' })), undefined)
+  t.equal(parsedOf(commandLine('x', ['a'], 'u').option('n', { type: 'string', coerce: String })), undefined)
   t.equal(parsedOf(commandLine('x', ['a'], 'u').option('n', { type: 'string', alias: 'number' })), undefined)
   t.same(parsedOf(commandLine('x', ['--n', '1'], 'u').option('n', { type: 'string', alias: ['m'] })), {
     _: [],

@@ -55,6 +55,8 @@ class CommandLine {
     const specs: Record<string, { type: 'string' | 'boolean'; short?: string }> = {}
     for (const [name, o] of this.#options) {
       if (o.type !== 'string' && o.type !== 'boolean' && o.choices === undefined) return undefined
+      // A setting this parser does not carry out (coerce, implies, ...) is yargs' to apply.
+      if (Object.keys(o).some((key) => !PLAIN_SETTINGS.has(key))) return undefined
       const type = o.type === 'boolean' ? 'boolean' : 'string'
       const aliases = o.alias === undefined ? [] : [o.alias].flat()
       if (aliases.some((a) => a.length !== 1)) return undefined
@@ -107,6 +109,8 @@ class CommandLine {
     return y
   }
 }
+
+const PLAIN_SETTINGS = new Set(['type', 'alias', 'default', 'describe', 'description', 'choices'])
 
 const camel = (name: string): string => name.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase())
 
