@@ -28,14 +28,15 @@ if (entries.length === 0) fail('package.json has no bin map')
 
 // bsum and bdiff hash on worker threads, started from dist/hash-worker.js,
 // and on the main thread; each thread instantiates xxhash's WebAssembly
-// itself (stripe-hasher.js, bundled into both), from dist/xxhash.wasm in the
-// package instead of from node_modules.
+// itself (stripe-hasher.js, bundled into both), and so does era-copy's
+// HashMemory (hash-memory.js), from dist/xxhash.wasm in the package instead
+// of from node_modules.
 const worker = join(root, 'packages', 'core', 'dist', 'hash-worker.js')
 const wasmFrom = "new URL('../workerd/xxhash.wasm', import.meta.resolve('xxhash-wasm'))"
 const wasmBeside = {
   name: 'wasm-beside',
   setup(b) {
-    b.onLoad({ filter: /stripe-hasher\.js$/ }, (args) => {
+    b.onLoad({ filter: /(stripe-hasher|hash-memory)\.js$/ }, (args) => {
       const source = readFileSync(args.path, 'utf8')
       if (!source.includes(wasmFrom)) fail(`${relative(root, args.path)} no longer loads ${wasmFrom}: update bundle.js`)
       return { contents: source.replace(wasmFrom, "new URL('./xxhash.wasm', import.meta.url)"), loader: 'js' }

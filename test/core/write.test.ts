@@ -3,7 +3,8 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { PassThrough, Writable } from 'node:stream'
-import { MAX_RECORD_LENGTH, StreamKind } from '../../packages/core/src/format.js'
+import { MAX_RECORD_LENGTH, RECORD_HEADER_SIZE, StreamKind } from '../../packages/core/src/format.js'
+import { HashMemory } from '../../packages/core/src/hash-memory.js'
 import { FdSink, StreamWriter, WritableSink } from '../../packages/core/src/write.js'
 import { ArraySink, hash, parseAll } from './streams.js'
 
@@ -298,4 +299,74 @@ void t.test('FdSink names its file when the system refuses a write', (t) => {
   })
   t.throws(() => new FdSink(2 ** 30).write(Buffer.alloc(1)), { code: 'EBADF' }, 'unnamed: the error as it is')
   t.end()
+})
+
+void t.test('a DATA record built in place is the record data() writes, in one piece', async (t) => {
+  const init = { kind: StreamKind.BLOCK, size: 1 << 20, blockSize: 4096 }
+  const payload = Buffer.alloc(5000)
+  for (let i = 0; i < payload.length; i++) payload[i] = i & 255
+  const plain = await started(init)
+  await plain.w.zero(0, 100)
+  await plain.w.data(100, payload)
+  await plain.w.data(5100, payload.subarray(0, 1))
+  await plain.w.end()
+
+  const memory = new HashMemory(RECORD_HEADER_SIZE + payload.length)
+  const room = memory.view(0, RECORD_HEADER_SIZE + payload.length)
+  class SettlingSink extends ArraySink {
+    settles = 0
+    settled(): void {
+      this.settles++
+    }
+  }
+  for (const sink of [new ArraySink(), new SettlingSink()]) {
+    const w = new StreamWriter(hash, sink, init)
+    await w.start()
+    await w.zero(0, 100)
+    payload.copy(room, RECORD_HEADER_SIZE)
+    await w.dataInPlace(100, room)
+    const held = sink.parts.at(-1) as Buffer
+    await w.settled()
+    room.fill(0)
+    payload.copy(room, RECORD_HEADER_SIZE, 0, 1)
+    await w.dataInPlace(5100, room.subarray(0, RECORD_HEADER_SIZE + 1))
+    await w.end()
+    t.equal(held.length, RECORD_HEADER_SIZE + payload.length, 'header and payload in one write')
+    if (sink instanceof SettlingSink) {
+      t.equal(held.buffer, room.buffer, 'a sink that says when it lets go gets the memory itself')
+      t.equal(sink.settles, 1)
+      t.same(w.state, plain.w.state)
+      t.equal(sink.bytes.length, plain.sink.bytes.length)
+    } else {
+      t.ok(sink.bytes.equals(plain.sink.bytes), 'the same bytes; a sink that keeps buffers got copies')
+      t.same(parseAll(sink.bytes), parseAll(plain.sink.bytes))
+    }
+  }
+})
+
+void t.test('WritableSink.settled waits until nothing written is held', async (t) => {
+  const done: (() => void)[] = []
+  const out = new Writable({
+    highWaterMark: 1 << 20,
+    write(_chunk: Buffer, _enc, cb) {
+      done.push(cb)
+    },
+  })
+  const sink = new WritableSink(out)
+  t.equal(sink.settled(), undefined, 'nothing written: nothing to wait for')
+  await sink.write(Buffer.alloc(10))
+  let settled = false
+  void (sink.settled() as Promise<void>).then(() => (settled = true))
+  await new Promise((r) => setImmediate(r))
+  t.equal(settled, false, 'held by a write in progress')
+  ;(done.shift() as () => void)()
+  await new Promise((r) => setImmediate(r))
+  ;(done.shift() as () => void)()
+  await new Promise((r) => setImmediate(r))
+  t.equal(settled, true)
+  out.destroy()
+  await new Promise((r) => setImmediate(r))
+  t.throws(() => sink.settled(), { message: /broken pipe/ }, 'a sink that failed says so')
+  const a = new FdSink(1)
+  t.equal(a.settled(), undefined, 'FdSink writes synchronously')
 })

@@ -11,9 +11,10 @@ import {
   close,
   loadHash,
   openSource,
+  type EraRangeWriter,
   type StreamRecord,
 } from '@blockpipe/core'
-import { DATA_RECORD, ExtentCopier, SLICE, type Extent } from '../../packages/era-copy/src/copy.js'
+import { DATA_RECORD, ExtentCopier, SLICE, eraRangeRecords, type Extent } from '../../packages/era-copy/src/copy.js'
 import { randomBytes } from '../lib/data.js'
 
 const MiB = 1024 * 1024
@@ -30,6 +31,7 @@ async function copy(
   image: Buffer | { sparse: number },
   extents: Extent[],
   progress?: Progress,
+  settled?: () => void,
 ): Promise<Copied> {
   const path = join(dir, 'src.img')
   const fd = openSync(path, 'w')
@@ -41,7 +43,10 @@ async function copy(
   const chunks: Buffer[] = []
   const writer = new StreamWriter(
     hash,
-    { write: (b: Buffer) => void chunks.push(b) },
+    // With `settled`, the sink copies what it is given: it holds nothing once written.
+    settled === undefined
+      ? { write: (b: Buffer) => void chunks.push(b) }
+      : { write: (b: Buffer) => void chunks.push(Buffer.from(b)), settled },
     { kind: StreamKind.BLOCK, size: dev.size, blockSize: 4096 },
   )
   await writer.start()
@@ -169,6 +174,40 @@ void t.test('a payload handed to the writer is never overwritten by the next rea
   const img = randomBytes(3 * MiB, 6)
   const got = await copy(t.testdir(), img, [{ offset: 0, length: img.length }])
   t.ok(got.image.equals(img))
+})
+
+void t.test('a sink that lets go of what it is given: one buffer serves every record', async (t) => {
+  const img = randomBytes(3 * MiB + 5 * SLICE, 9)
+  img.fill(0, MiB, MiB + SLICE)
+  let settles = 0
+  const got = await copy(t.testdir(), img, [{ offset: 0, length: img.length }], undefined, () => void settles++)
+  t.ok(got.image.equals(img))
+  t.equal(settles, 3, 'before each read that follows a DATA record: three of the four')
+})
+
+void t.test('the old format: the same records, each payload copied out', async (t) => {
+  const written: { offset: number; data: Buffer | number }[] = []
+  const writer = {
+    data: (offset: number, data: Buffer) => Promise.resolve(void written.push({ offset, data })),
+    zero: (offset: number, length: number) => Promise.resolve(void written.push({ offset, data: length })),
+  } as unknown as EraRangeWriter
+  const path = join(t.testdir(), 'src.img')
+  const img = randomBytes(2 * SLICE, 10)
+  img.fill(0, SLICE)
+  const fd = openSync(path, 'w')
+  writeSync(fd, img)
+  closeSync(fd)
+  const dev = openSource(path)
+  const records = eraRangeRecords(writer)
+  await records.settled()
+  const copier = new ExtentCopier(dev, records)
+  await copier.copy({ offset: 0, length: img.length })
+  close(dev)
+  t.equal(copier.dataBytes, SLICE)
+  t.same(written, [
+    { offset: 0, data: img.subarray(0, SLICE) },
+    { offset: SLICE, data: SLICE },
+  ])
 })
 
 void t.test('progress is reported as the extents are read', async (t) => {

@@ -16,6 +16,7 @@
 
 import { CorruptStreamError, type StreamPosition } from './errors.js'
 import type { Hash64 } from './hash.js'
+import { HashMemory } from './hash-memory.js'
 
 export const MAGIC = Buffer.from([0x89, 0x42, 0x50, 0x53, 0x0d, 0x0a, 0x1a, 0x0a])
 export const FORMAT_VERSION = 1
@@ -263,7 +264,10 @@ export function encodeRecordHeader(
   return buf
 }
 
+/** A payload that lies in a HashMemory is hashed there, uncopied. */
 export function recordChecksum(hash: Hash64, header: Buffer, payload: Uint8Array, previous: bigint): bigint {
+  const memory = HashMemory.holding(payload)
+  if (memory !== undefined) return memory.hash(previous, header.subarray(0, 40), payload)
   const h = hash.create(previous).update(header.subarray(0, 40))
   if (payload.length > 0) h.update(payload)
   return h.digest()

@@ -3,6 +3,7 @@ import type { Writable } from 'node:stream'
 import {
   DIGEST_SIZE,
   MAX_RECORD_LENGTH,
+  RECORD_HEADER_SIZE,
   StreamKind,
   encodeEnd,
   encodeHeader,
@@ -14,9 +15,14 @@ import {
 import type { Hash64 } from './hash.js'
 import { writeError } from './system-errors.js'
 
-/** Where a stream goes. A write may keep the buffer: never reuse it. */
+/**
+ * Where a stream goes. A write may keep the buffer: never reuse it, unless
+ * the sink has `settled` and it has resolved since that write.
+ */
 export interface ByteSink {
   write(chunk: Buffer): Promise<void> | void
+  /** Resolves once the sink holds none of the buffers written to it. */
+  settled?(): Promise<void> | void
 }
 
 /**
@@ -66,6 +72,12 @@ export class WritableSink implements ByteSink {
     })
   }
 
+  /** Nothing is held once everything written has been handed to the system. */
+  settled(): Promise<void> | void {
+    if (this.#error) throw this.#error
+    if (this.#out.writableLength > 0) return this.close()
+  }
+
   /** Resolves once everything written has been handed to the system. */
   async close(): Promise<void> {
     if (this.#error) throw this.#error
@@ -103,6 +115,9 @@ export class FdSink implements ByteSink {
     }
     this.position += chunk.length
   }
+
+  /** Written synchronously: nothing is ever held. */
+  settled(): void {}
 }
 
 export interface WriterState {
@@ -159,6 +174,21 @@ export class StreamWriter {
     await this.#record('DATA', offset, payload.length, payload, base)
   }
 
+  /**
+   * A DATA record built in place: `record` has room for the record header,
+   * then the payload. The header is written into the room and the record
+   * written in one piece (hashed where it lies if it is in a HashMemory).
+   * Reuse `record` only after `settled`.
+   */
+  async dataInPlace(offset: number, record: Buffer): Promise<void> {
+    await this.#record('DATA', offset, record.length - RECORD_HEADER_SIZE, record, undefined, true)
+  }
+
+  /** Resolves once the sink holds none of the buffers written; a sink that cannot tell gets copies. */
+  async settled(): Promise<void> {
+    await this.#sink.settled?.()
+  }
+
   async zero(offset: number, length: number, base?: { length: number; digest: bigint }): Promise<void> {
     await this.#record('ZERO', offset, length, EMPTY, base)
   }
@@ -195,6 +225,7 @@ export class StreamWriter {
     length: number,
     payload: Buffer,
     base: { length: number; digest: bigint } | undefined,
+    inPlace = false,
   ): Promise<void> {
     const s = this.#state
     if (this.#ended) throw new Error('record written after the end record')
@@ -210,15 +241,27 @@ export class StreamWriter {
     if ((type === 'SUMS') !== (this.#init.kind === StreamKind.DIGEST)) {
       throw new TypeError(`a ${type} record in a stream of kind ${this.#init.kind}`)
     }
-    const header = encodeRecordHeader(type, offset, length, payload.length, base)
-    s.chain = sealRecord(this.#hash, header, payload, s.chain)
+    let parts: Buffer[]
+    if (!inPlace) {
+      const header = encodeRecordHeader(type, offset, length, payload.length, base)
+      s.chain = sealRecord(this.#hash, header, payload, s.chain)
+      parts = payload.length > 0 ? [header, payload] : [header]
+    } else {
+      // `payload` is the whole record: the room for its header, then the payload.
+      const whole = payload
+      const header = whole.subarray(0, RECORD_HEADER_SIZE)
+      payload = whole.subarray(RECORD_HEADER_SIZE)
+      encodeRecordHeader(type, offset, length, payload.length).copy(header)
+      s.chain = sealRecord(this.#hash, header, payload, s.chain)
+      // A sink that cannot say when it lets go of a buffer gets a copy.
+      parts = [this.#sink.settled === undefined ? Buffer.from(whole) : whole]
+    }
     s.records++
     s.covered = offset + length
     s.payloadBytes += payload.length
     if (type === 'DATA') s.dataBytes += length
     else if (type === 'ZERO') s.zeroBytes += length
-    await this.#put(header)
-    if (payload.length > 0) await this.#put(payload)
+    for (const part of parts) await this.#put(part)
   }
 
   async #put(buf: Buffer): Promise<void> {

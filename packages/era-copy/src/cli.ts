@@ -19,7 +19,7 @@ import {
   refuseTerminalOutput,
   runMain,
 } from '@blockpipe/core'
-import { ExtentCopier } from './copy.js'
+import { ExtentCopier, eraRangeRecords } from './copy.js'
 import { DATTO_BLOCK, checkDattoSequence, readDattoBlocks, readDattoHeader } from './datto-cow.js'
 import { eraInvalidateRanges } from './era-invalidate.js'
 import { RangeSpool } from './range-spool.js'
@@ -201,7 +201,7 @@ snapshot, its -cow device; the COW file a dattobd snapshot left; none with
             metadata,
           })
     const progress = args.progress ? new Progress(PROGRAM, dev.size) : undefined
-    const copier = new ExtentCopier(dev, writer, progress)
+    const copier = new ExtentCopier(dev, writer instanceof EraRangeWriter ? eraRangeRecords(writer) : writer, progress)
     await writer.start()
     // Unmapped blocks are read too: data there means the XML is not about
     // this device (or --snap1 and --snap2 were swapped), and the data is sent.

@@ -1,9 +1,22 @@
-import { MAX_RECORD_LENGTH, isZero, readExactly, type Device, type Progress, type StreamWriter } from '@blockpipe/core'
+import {
+  HashMemory,
+  MAX_RECORD_LENGTH,
+  RECORD_HEADER_SIZE,
+  isZero,
+  readExactly,
+  type Device,
+  type EraRangeWriter,
+  type Progress,
+  type StreamWriter,
+} from '@blockpipe/core'
 
 // Reads the listed extents of the device and writes them as records: runs of
 // data as DATA records of up to DATA_RECORD bytes, runs of zeros as ZERO
 // records. Zeros are found per SLICE, so a sparse region inside a changed
-// block still travels as a ZERO record.
+// block still travels as a ZERO record. A DATA record is read in slices into
+// one buffer in the hasher's memory, after room for its header: it is
+// checked for zeros while in the CPU cache, hashed where it lies and written
+// whole, and the buffer is reused once the writer has let go of it.
 
 export const SLICE = 64 * 1024
 export const DATA_RECORD = 1024 * 1024
@@ -13,14 +26,26 @@ export interface Extent {
   length: number
 }
 
-/** What the copier writes to: a StreamWriter, or an EraRangeWriter for the old format. */
-export type RecordWriter = Pick<StreamWriter, 'data' | 'zero'>
+/** What the copier writes to: a StreamWriter, or `eraRangeRecords` for the old format. */
+export type RecordWriter = Pick<StreamWriter, 'dataInPlace' | 'zero' | 'settled'>
+
+/** The writer of the old format, which hashes nothing, fed as a StreamWriter: each payload is copied. */
+export function eraRangeRecords(writer: EraRangeWriter): RecordWriter {
+  return {
+    dataInPlace: (offset, record) => writer.data(offset, Buffer.from(record.subarray(RECORD_HEADER_SIZE))),
+    zero: (offset, length) => writer.zero(offset, length),
+    settled: async () => {},
+  }
+}
 
 export class ExtentCopier {
   readonly #dev: Device
   readonly #writer: RecordWriter
   readonly #progress: Progress | undefined
-  #buf = Buffer.allocUnsafe(DATA_RECORD)
+  /** Room for a record header, then the payload being gathered, where it is hashed. */
+  readonly #record = new HashMemory(RECORD_HEADER_SIZE + DATA_RECORD).view(0, RECORD_HEADER_SIZE + DATA_RECORD)
+  /** Whether the writer may still hold the record last written. */
+  #held = false
   #fill = 0
   #dataAt = 0
   #zeroAt = 0
@@ -42,8 +67,13 @@ export class ExtentCopier {
     const end = extent.offset + extent.length
     for (let pos = extent.offset; pos < end;) {
       const n = Math.min(SLICE, end - pos, DATA_RECORD - this.#fill)
-      const slice = this.#buf.subarray(this.#fill, this.#fill + n)
-      readExactly(this.#dev, this.#buf, n, pos, this.#fill)
+      if (this.#held) {
+        await this.#writer.settled()
+        this.#held = false
+      }
+      const at = RECORD_HEADER_SIZE + this.#fill
+      const slice = this.#record.subarray(at, at + n)
+      readExactly(this.#dev, this.#record, n, pos, at)
       if (isZero(slice)) {
         await this.#flushData()
         if (this.#zeroLength === 0) this.#zeroAt = pos
@@ -64,12 +94,11 @@ export class ExtentCopier {
 
   async #flushData(): Promise<void> {
     if (this.#fill === 0) return
-    const payload = this.#buf.subarray(0, this.#fill)
-    // The sink may hold on to the payload; the next record gets a new buffer.
-    this.#buf = Buffer.allocUnsafe(DATA_RECORD)
+    const record = this.#record.subarray(0, RECORD_HEADER_SIZE + this.#fill)
+    this.#dataBytes += this.#fill
     this.#fill = 0
-    this.#dataBytes += payload.length
-    await this.#writer.data(this.#dataAt, payload)
+    this.#held = true
+    await this.#writer.dataInPlace(this.#dataAt, record)
   }
 
   async #flushZero(): Promise<void> {
