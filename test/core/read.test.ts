@@ -1,5 +1,6 @@
 import t from 'tap'
-import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { closeSync, constants, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
@@ -156,4 +157,36 @@ void t.test('a regular file is read with exactly the reads the parser asks for',
     [1 << 20, 5],
   )
   t.same([...new FileSource(open('empty', Buffer.alloc(0)))], [])
+})
+
+void t.test('a pipe found non-blocking: what it holds, then the rest as a stream', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'read-pipe-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const fifo = join(dir, 'fifo')
+  execFileSync('mkfifo', [fifo])
+  const fd = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK)
+  const writer = openSync(fifo, 'w')
+  t.teardown(() => {
+    closeSync(fd)
+    closeSync(writer)
+  })
+  const buf = await sampleStream()
+  const cut = 100
+  writeSync(writer, buf.subarray(0, cut))
+  let rested = 0
+  const source = new FileSource(fd, () => {
+    rested++
+    return [buf.subarray(cut)]
+  })
+  const r = await StreamReader.open(source, hash, true)
+  const types: string[] = []
+  for await (const rec of r.records()) types.push(rec.type)
+  t.ok(r.end, 'read to its end record')
+  t.same(types, ['DATA', 'ZERO', 'DATA'])
+  t.equal(rested, 1)
+  t.ok(source.blocked)
+  // Without a stream to go on with, the read fails as the system said.
+  const bare = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK)
+  t.teardown(() => closeSync(bare))
+  t.throws(() => new FileSource(bare).read(10), { code: 'EAGAIN' })
 })

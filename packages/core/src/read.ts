@@ -3,6 +3,7 @@ import { isatty } from 'node:tty'
 import { refuseTerminalInput, standardInput } from './cli.js'
 import type { EndInfo, StreamHeader } from './format.js'
 import { loadHash, type Hash64 } from './hash.js'
+import { HashMemory } from './hash-memory.js'
 import { StreamParser, type StreamItem, type StreamRecord } from './parse.js'
 
 /** Where stream bytes come from: stdin, a socket, a file read in pieces. */
@@ -53,25 +54,60 @@ export class StreamReader {
 }
 
 /**
- * A regular file read with exactly the reads the parser asks for: each field
- * arrives in one piece and is handed over without a copy, and a record is
- * hashed while it is still in the CPU cache. Iterated, it gives 1 MiB pieces.
+ * A regular file, or a pipe or socket whose reads block, read with exactly
+ * the reads the parser asks for: each field arrives in one piece and is
+ * handed over without a copy (a pipe's pieces are gathered by the reads
+ * themselves), and a record is hashed while it is still in the CPU cache.
+ * Iterated, it gives 1 MiB pieces.
  */
 export class FileSource implements Iterable<Uint8Array> {
   readonly #fd: number
-  #scratch = Buffer.alloc(0)
+  readonly #rest: (() => ByteSource) | undefined
+  #scratch: Buffer = Buffer.alloc(0)
+  #blocked = false
 
-  constructor(fd: number) {
+  /**
+   * `rest`, for a pipe: where to read from instead should a read find it
+   * non-blocking (another process may have set its flags): a stream.
+   */
+  constructor(fd: number, rest?: () => ByteSource) {
     this.#fd = fd
+    this.#rest = rest
   }
 
-  /** `n` bytes, fewer only at the end; with `scratch`, into memory the next scratch read reuses. */
+  /**
+   * `n` bytes, fewer only at the end or once `blocked`; with `scratch`, into
+   * memory the next scratch read reuses, where the hash reads it uncopied.
+   */
   read(n: number, scratch = false): Buffer {
-    if (scratch && this.#scratch.length < n) this.#scratch = Buffer.allocUnsafe(n)
+    if (scratch && this.#scratch.length < n) this.#scratch = new HashMemory(n).view(0, n)
     const buf = scratch ? this.#scratch.subarray(0, n) : Buffer.allocUnsafe(n)
     let got = 0
-    for (let r = 1; got < n && r > 0; got += r) r = readSync(this.#fd, buf, got, n - got, null)
+    while (got < n && !this.#blocked) {
+      const r = this.#readSome(buf, got, n - got)
+      if (r === 0) break
+      got += r
+    }
     return got === n ? buf : buf.subarray(0, got)
+  }
+
+  /** Whether a read found the pipe non-blocking: what is left is read from `rest()`. */
+  get blocked(): boolean {
+    return this.#blocked
+  }
+
+  rest(): ByteSource {
+    return (this.#rest as () => ByteSource)()
+  }
+
+  #readSome(buf: Buffer, at: number, n: number): number {
+    try {
+      return readSync(this.#fd, buf, at, n, null)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN' || this.#rest === undefined) throw err
+      this.#blocked = true
+      return 0
+    }
   }
 
   *[Symbol.iterator](): Iterator<Uint8Array> {
@@ -85,10 +121,15 @@ export class FileSource implements Iterable<Uint8Array> {
 
 const PIECE = 1024 * 1024
 
-/** Standard input to read a stream from: a regular file as a FileSource, else as `standardInput` gives it. */
+/**
+ * Standard input to read a stream from: a regular file, a pipe or a socket
+ * as a FileSource, anything else as `standardInput` gives it.
+ */
 export function streamInput(what: string): ByteSource {
   refuseTerminalInput({ isTTY: isatty(0) }, what)
-  return fstatSync(0).isFile() ? new FileSource(0) : standardInput(what)
+  const stat = fstatSync(0)
+  if (stat.isFile()) return new FileSource(0)
+  return stat.isFIFO() || stat.isSocket() ? new FileSource(0, () => standardInput(what)) : standardInput(what)
 }
 
 // eslint-disable-next-line @typescript-eslint/require-await -- an async generator, as parse() is, though it reads synchronously
@@ -98,6 +139,10 @@ async function* parseFile(source: FileSource, parser: StreamParser, scratch: boo
     const piece = source.read(want, scratch && parser.inPayload)
     parser.push(piece)
     for (let item = parser.next(); item !== null; item = parser.next()) yield item
+    if (source.blocked) {
+      yield* parse(source.rest(), parser)
+      return
+    }
     if (piece.length < want) break
   }
   parser.finish()
