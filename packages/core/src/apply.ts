@@ -18,7 +18,7 @@ import {
   type TargetState,
 } from './device.js'
 import { applyEraRange } from './erarange-apply.js'
-import { peekBytes, sniffEraRange } from './erarange.js'
+import { peekBytes } from './erarange.js'
 import { BlockpipeError, ConflictError, UsageError, extendStreamError, isStreamError } from './errors.js'
 import {
   HEADER_SIZE,
@@ -36,6 +36,7 @@ import type { StreamRecord } from './parse.js'
 import { lockAll, releaseAll, type HeldLock } from './lock.js'
 import { Progress } from './progress.js'
 import { StreamReader, type ByteSource } from './read.js'
+import { sniffInput } from './record-source.js'
 import { formatBytes } from './size.js'
 import { createSpool, fileChunks, tee } from './spool.js'
 import { TARGET_ID_KEY, UNDO_BATCH_BYTES, UNDO_BATCH_RECORDS, UndoJournal, isBoundJournal, targetId } from './undo.js'
@@ -58,9 +59,18 @@ import { isZero, zeros } from './zero.js'
 //   contents of that byte are in the journal and the journal is synced.
 
 export interface ApplyOptions {
+  /** Names the program in messages and in the commands they suggest; it decides nothing. */
   program: 'era-apply' | 'bpatch'
   target: string
-  /** era-apply: write a delta without checks; bpatch: write regardless of base digests and sizes. */
+  /**
+   * A delta stream (from bdiff) has every chunk checked against the target's
+   * base digests (`check`, the default), or is refused (`refuse`: era-apply
+   * takes block streams). --force writes it without checks either way.
+   */
+  deltas?: 'check' | 'refuse'
+  /** An empty input is an ERARANGE stream without records (a night without changes), applied with a warning. */
+  acceptEmpty?: boolean
+  /** Write regardless: a delta without its checks, a partial stream to a new target, a size that does not fit. */
   force?: boolean
   /** A directory or new file name: store and verify the whole stream first. */
   spool?: string
@@ -120,8 +130,9 @@ async function applyLocked(input: ByteSource, options: ApplyOptions): Promise<Ap
   const hash = await loadHash()
   input = abortable(input, options.signal)
   // The original era_copy's stream has no header: its first 8 bytes tell it.
-  const sniffed = await sniffEraRange(input)
-  if (sniffed.legacy) return applyEraRange(hash, sniffed.source, options)
+  const sniffed = await sniffInput(input)
+  const empty = sniffed.format === 'empty' && options.acceptEmpty === true
+  if (sniffed.format === 'erarange' || empty) return applyEraRange(hash, sniffed.source, options, empty)
   input = sniffed.source
   let spoolAt = options.spool
   if (spoolAt === undefined) {
@@ -177,12 +188,12 @@ async function peekHeader(hash: Hash64, input: ByteSource): Promise<{ header?: S
 /** What the target is now, without opening it to write. */
 /** Refuses a stream this program must not apply, or a target it does not fit, before anything is written. */
 function preflight(header: StreamHeader, state: TargetState, options: ApplyOptions, resuming: () => boolean): void {
-  const { program, target } = options
+  const { target } = options
   const force = options.force === true
   if (header.kind === StreamKind.DIGEST) {
     throw new BlockpipeError('EINPUT', 'this is a digest stream (from bsum): it holds no data; give it to bdiff')
   }
-  if (header.kind === StreamKind.DELTA && program === 'era-apply' && !force) {
+  if (header.kind === StreamKind.DELTA && options.deltas === 'refuse' && !force) {
     throw new UsageError(
       'this is a delta stream (from bdiff): apply it with bpatch, which checks every chunk against the target;' +
         ' era-apply writes it without those checks only with --force',

@@ -17,6 +17,7 @@ import {
   EraRangeParser,
   listEraRange,
   type EraRangeItem,
+  type EraRangeOptions,
   type EraRangePiece,
   type EraRangeRecord,
   type EraRangeSummary,
@@ -26,6 +27,7 @@ import { StreamKind, type StreamHeader } from './format.js'
 import type { Hash64 } from './hash.js'
 import { Progress } from './progress.js'
 import type { ByteSource } from './read.js'
+import { EMPTY_WARNING, ERARANGE_WARNING } from './record-source.js'
 import { formatBytes } from './size.js'
 import { createSpool, fileChunks, tee } from './spool.js'
 import { UNDO_BATCH_BYTES, UNDO_BATCH_RECORDS, UndoJournal } from './undo.js'
@@ -46,12 +48,22 @@ import { isZero } from './zero.js'
 // never continued by a re-run (nothing identifies the stream): after an
 // interrupted apply, roll it back first.
 
-export async function applyEraRange(hash: Hash64, input: ByteSource, options: ApplyOptions): Promise<ApplyResult> {
-  options.stderr?.write(
-    `${options.program}: warning: this is a stream of the original era_copy (ERARANGE records): it has no` +
-      ' checksums and no end marker, so corrupt data, or a stream cut between two records, cannot be detected\n',
-  )
-  if (options.spool === undefined) return applyRecords(hash, input, options, undefined)
+/** `empty`: the input has no bytes at all, a stream without records. */
+export async function applyEraRange(
+  hash: Hash64,
+  input: ByteSource,
+  options: ApplyOptions,
+  empty = false,
+): Promise<ApplyResult> {
+  options.stderr?.write(`${options.program}: warning: ${empty ? EMPTY_WARNING : ERARANGE_WARNING}\n`)
+  if (empty && !targetState(options.target).exists) {
+    throw new BlockpipeError(
+      'EINPUT',
+      `${options.target} does not exist, and the input is empty: there is nothing to make it from; nothing was created`,
+    )
+  }
+  const parse = { acceptEmpty: empty }
+  if (options.spool === undefined) return applyRecords(hash, input, options, undefined, parse)
   const header = legacyHeader(0)
   if (options.undo !== undefined)
     UndoJournal.check(hash, options.undo, header, { path: options.target, ...targetState(options.target) })
@@ -59,7 +71,7 @@ export async function applyEraRange(hash: Hash64, input: ByteSource, options: Ap
   try {
     let known: EraRangeSummary
     try {
-      known = await listEraRange(tee(input, spool.sink, spool.path))
+      known = await listEraRange(tee(input, spool.sink, spool.path), undefined, parse)
     } catch (err) {
       throw withState(err, 'nothing was written to the target')
     }
@@ -68,6 +80,7 @@ export async function applyEraRange(hash: Hash64, input: ByteSource, options: Ap
       abortable(fileChunks(spool.fd, spool.sink.position), options.signal),
       options,
       known,
+      parse,
     )
   } finally {
     spool.close()
@@ -103,6 +116,7 @@ async function applyRecords(
   input: ByteSource,
   options: ApplyOptions,
   known: EraRangeSummary | undefined,
+  parse: EraRangeOptions,
 ): Promise<ApplyResult> {
   const { program, undo } = options
   if (undo !== undefined && known === undefined && !existsSync(options.target)) {
@@ -121,7 +135,7 @@ async function applyRecords(
       journal = await UndoJournal.open(hash, { path: undo, stream: legacyHeader(growTo), target, program })
     }
     applier = new LegacyApplier(target, options, journal, known)
-    const parser = new EraRangeParser()
+    const parser = new EraRangeParser(parse)
     try {
       for await (const chunk of input) {
         parser.push(chunk)

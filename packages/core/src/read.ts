@@ -60,6 +60,8 @@ export class StreamReader {
 export class FileSource implements Iterable<Uint8Array> {
   readonly #fd: number
   #scratch = Buffer.alloc(0)
+  /** Bytes read ahead to tell the format, handed out again first. */
+  #head = Buffer.alloc(0)
 
   constructor(fd: number) {
     this.#fd = fd
@@ -67,11 +69,21 @@ export class FileSource implements Iterable<Uint8Array> {
 
   /** `n` bytes, fewer only at the end; with `scratch`, into memory the next scratch read reuses. */
   read(n: number, scratch = false): Buffer {
+    const head = this.#head
+    if (head.length > 0) {
+      this.#head = head.subarray(Math.min(n, head.length))
+      return head.length >= n ? head.subarray(0, n) : Buffer.concat([head, this.read(n - head.length)])
+    }
     if (scratch && this.#scratch.length < n) this.#scratch = Buffer.allocUnsafe(n)
     const buf = scratch ? this.#scratch.subarray(0, n) : Buffer.allocUnsafe(n)
     let got = 0
     for (let r = 1; got < n && r > 0; got += r) r = readSync(this.#fd, buf, got, n - got, null)
     return got === n ? buf : buf.subarray(0, got)
+  }
+
+  /** Puts back the bytes just read: the next read starts with them. */
+  unread(head: Buffer): void {
+    this.#head = Buffer.concat([head, this.#head])
   }
 
   *[Symbol.iterator](): Iterator<Uint8Array> {
