@@ -220,7 +220,8 @@ void t.test('refused before anything is written', async (t) => {
       {},
       { code: 'EINPUT', message: /digest stream \(from bsum\).*give it to bdiff/ },
     ],
-    ['a delta to era-apply', delta, target, {}, { code: 'EUSAGE', message: /apply it with bpatch/ }],
+    // era-apply refuses deltas; the engine's default is bpatch's, to check them.
+    ['a delta to era-apply', delta, target, { deltas: 'refuse' }, { code: 'EUSAGE', message: /apply it with bpatch/ }],
     [
       'a partial stream onto a missing target',
       partial,
@@ -302,7 +303,7 @@ void t.test('refused before anything is written', async (t) => {
   await apply(delta, join(dir, 'other-size'), { program: 'bpatch', force: true })
   sameBytes(t, readFileSync(join(dir, 'other-size')), newImage, 'bpatch --force writes a delta anywhere')
   writeFileSync(join(dir, 'other-size'), bigger)
-  await apply(delta, join(dir, 'other-size'), { force: true })
+  await apply(delta, join(dir, 'other-size'), { deltas: 'refuse', force: true })
   sameBytes(t, readFileSync(join(dir, 'other-size')), newImage, 'era-apply --force writes a delta without checks')
   writeFileSync(join(dir, 'other-size'), bigger)
   await apply(journal, join(dir, 'other-size'), { force: true })

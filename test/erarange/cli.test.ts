@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { randomBytes, scribble, writeImage } from '../lib/data.js'
@@ -9,6 +9,10 @@ import { BASIC, BASIC_IMAGE, applied, fixture, fixturePath } from './lib.js'
 // The old era_copy stream through the real binaries: era-apply and bpatch
 // read it (from the hand-made fixtures, through pipes that deliver it in
 // short reads), era-copy --format erarange writes it.
+
+const EMPTY =
+  'the input is empty: taken as a stream of the original era_copy without records (a night without changes).' +
+  ' A blockpipe stream or undo journal is never empty: if one was expected, it did not arrive'
 
 const WARNING =
   ': warning: this is a stream of the original era_copy (ERARANGE records): it has no checksums and no end' +
@@ -75,6 +79,48 @@ void t.test('--undo journals a legacy apply; era-apply rolls it back', async (t)
   })
   t.equal(r.status, 0, r.stderr)
   t.ok(readFileSync(join(dir, 'vm.img')).equals(base), 'rolled back')
+})
+
+void t.test('era-apply --check accepts what era-apply applies: ERARANGE, and the empty stream', async (t) => {
+  const r = await run('era-apply', ['--check'], { inputFile: fixturePath('basic') })
+  t.equal(r.status, 0, r.stderr)
+  t.equal(r.stderr, `era-apply${WARNING}`)
+  t.match(r.stdout.toString(), /^format: +ERARANGE.*\nrecords: +3\ndata: +224 bytes.*\nextent: +up to byte 8224 /)
+  const cut = await run('era-apply', ['--check'], { input: fixture('cut-data') })
+  t.equal(cut.status, 1)
+  t.match(cut.stderr, /^era-apply: warning: .*\nera-apply: unexpected end of data: the stream was cut in record 2 /)
+  const empty = await run('era-apply', ['--check'], { input: '' })
+  t.equal(empty.status, 0, empty.stderr)
+  t.equal(empty.stderr, `era-apply: warning: ${EMPTY}\n`)
+  t.match(empty.stdout.toString(), /\nrecords: +0\n/)
+})
+
+void t.test('an empty stream (a night without changes) applies as empty, with its warning', async (t) => {
+  const dir = t.testdir()
+  const base = randomBytes(9000, 4)
+  const target = join(dir, 'vm.img')
+  writeFileSync(target, base)
+  const mtime = statSync(target).mtimeMs
+  for (const args of [[], ['--spool', dir], ['--undo', join(dir, 'u')]]) {
+    const r = await run('era-apply', [...args, target], { input: '' })
+    t.equal(r.status, 0, r.stderr)
+    t.equal(r.stderr, `era-apply: warning: ${EMPTY}\n`, args.join(' '))
+    t.ok(readFileSync(target).equals(base), 'untouched')
+    t.equal(statSync(target).mtimeMs, mtime, 'not even written')
+  }
+  // Its journal holds nothing to undo, and undoes nothing.
+  const back = await run('era-apply', [target], { inputFile: join(dir, 'u') })
+  t.equal(back.status, 0, back.stderr)
+  t.ok(readFileSync(target).equals(base))
+  // No target: nothing to make one from.
+  const none = await run('era-apply', [join(dir, 'new.img')], { input: '' })
+  t.equal(none.status, 1)
+  t.match(none.stderr, /new\.img does not exist, and the input is empty: .*nothing was created\n$/)
+  t.notOk(existsSync(join(dir, 'new.img')))
+  // bpatch expects a delta: empty is a stream that did not arrive.
+  const p = await run('bpatch', [target], { input: '' })
+  t.equal(p.status, 1)
+  t.match(p.stderr, /^bpatch: empty input: no stream at all: nothing was written/)
 })
 
 void t.test('era-copy --format erarange writes the old format; era-apply reads it back', async (t) => {

@@ -29,6 +29,7 @@ data the delta was made against, it is written; anything else is a conflict
     ...args,
     program: PROGRAM,
     target,
+    deltas: 'check',
     signal,
     stderr: process.stderr,
   })

@@ -18,6 +18,7 @@ import {
   eraRangeSummaryJson,
   headerJson,
   inspectStream,
+  ERARANGE_WARNING,
   listEraRange,
   recordDigests,
   recordJson,
@@ -96,10 +97,7 @@ async function list(input: ByteSource, out: Lines, digests: boolean): Promise<vo
 }
 
 async function listLegacy(input: ByteSource, out: Lines): Promise<void> {
-  process.stderr.write(
-    `${PROGRAM}: warning: this is a stream of the original era_copy (ERARANGE records): it has no checksums` +
-      ' and no end marker, so corrupt data, or a stream cut between two records, cannot be detected\n',
-  )
+  process.stderr.write(`${PROGRAM}: warning: ${ERARANGE_WARNING}\n`)
   await out.put({ type: 'header', format: 'erarange' }, [`format:     ${ERARANGE_DESCRIPTION}`])
   const summary = await listEraRange(input, (rec) => out.put(eraRangeRecordJson(rec), [describeEraRangeRecord(rec)]))
   await out.put(eraRangeSummaryJson(summary), describeEraRangeSummary(summary))

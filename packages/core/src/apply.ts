@@ -9,16 +9,13 @@ import {
   openTarget,
   placeTarget,
   readAt,
-  resize,
-  sync,
   targetState,
-  writeAt,
   type Device,
   type Target,
   type TargetState,
 } from './device.js'
 import { applyEraRange } from './erarange-apply.js'
-import { peekBytes, sniffEraRange } from './erarange.js'
+import { peekBytes } from './erarange.js'
 import { BlockpipeError, ConflictError, UsageError, extendStreamError, isStreamError } from './errors.js'
 import {
   HEADER_SIZE,
@@ -35,11 +32,13 @@ import { loadHash, type Hash64 } from './hash.js'
 import type { StreamRecord } from './parse.js'
 import { lockAll, releaseAll, type HeldLock } from './lock.js'
 import { Progress } from './progress.js'
+import { TargetWriter, WriterFront, type Piece } from './target-writer.js'
 import { StreamReader, type ByteSource } from './read.js'
+import { sniffInput } from './record-source.js'
 import { formatBytes } from './size.js'
 import { createSpool, fileChunks, tee } from './spool.js'
-import { TARGET_ID_KEY, UNDO_BATCH_BYTES, UNDO_BATCH_RECORDS, UndoJournal, isBoundJournal, targetId } from './undo.js'
-import { isZero, zeros } from './zero.js'
+import { TARGET_ID_KEY, UndoJournal, isBoundJournal, targetId } from './undo.js'
+import { isZero } from './zero.js'
 
 // The apply engine behind era-apply and bpatch. Records are checked as they
 // arrive (the reader verifies checksums and order), delta records are checked
@@ -58,9 +57,18 @@ import { isZero, zeros } from './zero.js'
 //   contents of that byte are in the journal and the journal is synced.
 
 export interface ApplyOptions {
+  /** Names the program in messages and in the commands they suggest; it decides nothing. */
   program: 'era-apply' | 'bpatch'
   target: string
-  /** era-apply: write a delta without checks; bpatch: write regardless of base digests and sizes. */
+  /**
+   * A delta stream (from bdiff) has every chunk checked against the target's
+   * base digests (`check`, the default), or is refused (`refuse`: era-apply
+   * takes block streams). --force writes it without checks either way.
+   */
+  deltas?: 'check' | 'refuse'
+  /** An empty input is an ERARANGE stream without records (a night without changes), applied with a warning. */
+  acceptEmpty?: boolean
+  /** Write regardless: a delta without its checks, a partial stream to a new target, a size that does not fit. */
   force?: boolean
   /** A directory or new file name: store and verify the whole stream first. */
   spool?: string
@@ -84,8 +92,6 @@ export interface ApplyResult {
   skipped: number
   created: boolean
 }
-
-const ZERO_PIECE = 1024 * 1024
 
 export async function applyStream(input: ByteSource, options: ApplyOptions): Promise<ApplyResult> {
   // Before anything of the target, the journal or the stream is read.
@@ -120,8 +126,9 @@ async function applyLocked(input: ByteSource, options: ApplyOptions): Promise<Ap
   const hash = await loadHash()
   input = abortable(input, options.signal)
   // The original era_copy's stream has no header: its first 8 bytes tell it.
-  const sniffed = await sniffEraRange(input)
-  if (sniffed.legacy) return applyEraRange(hash, sniffed.source, options)
+  const sniffed = await sniffInput(input)
+  const empty = sniffed.format === 'empty' && options.acceptEmpty === true
+  if (sniffed.format === 'erarange' || empty) return applyEraRange(hash, sniffed.source, options, empty)
   input = sniffed.source
   let spoolAt = options.spool
   if (spoolAt === undefined) {
@@ -177,12 +184,12 @@ async function peekHeader(hash: Hash64, input: ByteSource): Promise<{ header?: S
 /** What the target is now, without opening it to write. */
 /** Refuses a stream this program must not apply, or a target it does not fit, before anything is written. */
 function preflight(header: StreamHeader, state: TargetState, options: ApplyOptions, resuming: () => boolean): void {
-  const { program, target } = options
+  const { target } = options
   const force = options.force === true
   if (header.kind === StreamKind.DIGEST) {
     throw new BlockpipeError('EINPUT', 'this is a digest stream (from bsum): it holds no data; give it to bdiff')
   }
-  if (header.kind === StreamKind.DELTA && program === 'era-apply' && !force) {
+  if (header.kind === StreamKind.DELTA && options.deltas === 'refuse' && !force) {
     throw new UsageError(
       'this is a delta stream (from bdiff): apply it with bpatch, which checks every chunk against the target;' +
         ' era-apply writes it without those checks only with --force',
@@ -472,34 +479,27 @@ function cancelledState(options: ApplyOptions, target: Target, applier: Applier 
   )
 }
 
-class Applier {
-  readonly #header: StreamHeader
-  readonly #target: Target
+/** A blockpipe stream's records: base checks, then the target writer. */
+class Applier extends WriterFront {
   readonly #options: ApplyOptions
   readonly #journal: UndoJournal | undefined
   readonly #checker: BaseChecker | undefined
-  readonly #progress: Progress | undefined
-  /** Where the target's regular file reads as holes: grown by this apply. */
-  readonly #holesFrom: number
-  #pending: StreamRecord[] = []
-  #pendingBytes = 0
-  /** The target has been (or may have been) written or resized. */
-  changed = false
-  records = 0
-  written = 0
-  skipped = 0
 
   constructor(hash: Hash64, header: StreamHeader, target: Target, options: ApplyOptions, journal?: UndoJournal) {
-    this.#header = header
-    this.#target = target
+    super(
+      new TargetWriter(target, journal, {
+        program: options.program,
+        size: header.size,
+        progress: options.progress,
+        noteDeviceTail: header.kind !== StreamKind.BLOCK,
+        stderr: options.stderr,
+      }),
+    )
     this.#options = options
     this.#journal = journal
     // A bound journal was checked whole before the first write (unfinished, it may not match: see unfinishedConflict).
     const checked = isBoundJournal(header)
     this.#checker = needsBaseChecks(header, options) && !checked ? new BaseChecker(hash, target, header) : undefined
-    this.#progress = options.progress === true ? new Progress(options.program, header.size) : undefined
-    const before = journal?.oldSize ?? target.size
-    this.#holesFrom = target.blockDevice ? Infinity : target.existed ? before : 0
   }
 
   async record(rec: StreamRecord): Promise<void> {
@@ -515,80 +515,12 @@ class Applier {
     if (this.#checker !== undefined && !journaled) {
       const verdict = this.#checker.check(rec, this.#options, `${this.records} records were applied before it`)
       if (verdict === 'same') {
-        this.#done(rec, false)
+        this.writer.skip(rec)
         return
       }
     }
-    if (rec.type === 'ZERO' && rec.offset >= this.#holesFrom) {
-      this.#done(rec, false)
-      return
-    }
-    if (this.#journal === undefined) {
-      this.#write(rec)
-      return
-    }
-    this.#pending.push(rec)
-    this.#pendingBytes += rec.length
-    if (this.#pendingBytes >= UNDO_BATCH_BYTES || this.#pending.length >= UNDO_BATCH_RECORDS) await this.#flush()
-  }
-
-  async #flush(): Promise<void> {
-    const journal = this.#journal as UndoJournal
-    if (this.#pending.length === 0) return
-    for (const rec of this.#pending) {
-      await journal.save(this.#target, rec.offset, rec.length, rec.type === 'DATA' ? rec.payload : undefined)
-    }
-    journal.sync()
-    for (const rec of this.#pending) this.#write(rec)
-    this.#pending = []
-    this.#pendingBytes = 0
-  }
-
-  /** Before the first write: a regular file grows to the new size (it shrinks at the end, once its tail is journaled). */
-  #prepare(): void {
-    if (this.changed) return
-    this.changed = true
-    if (!this.#target.blockDevice && this.#target.size < this.#header.size) resize(this.#target, this.#header.size)
-  }
-
-  #write(rec: StreamRecord): void {
-    this.#prepare()
-    if (rec.type === 'DATA') {
-      writeAt(this.#target, rec.payload, rec.offset)
-    } else {
-      for (let pos = rec.offset; pos < rec.offset + rec.length; pos += ZERO_PIECE) {
-        writeAt(this.#target, zeros(Math.min(ZERO_PIECE, rec.offset + rec.length - pos)), pos)
-      }
-    }
-    this.#done(rec, true)
-  }
-
-  #done(rec: StreamRecord, written: boolean): void {
-    this.records++
-    if (written) this.written += rec.length
-    else this.skipped += rec.length
-    this.#progress?.update(rec.offset + rec.length)
-  }
-
-  async finish(): Promise<void> {
-    if (this.#journal !== undefined) await this.#flush()
-    const size = this.#header.size
-    const target = this.#target
-    if (!target.blockDevice && target.size !== size) {
-      if (target.size > size && this.#journal !== undefined) {
-        await this.#journal.save(target, size, target.size - size)
-        this.#journal.sync()
-      }
-      this.changed = true
-      resize(target, size)
-    } else if (target.blockDevice && target.size > size && this.#header.kind !== StreamKind.BLOCK) {
-      this.#options.stderr?.write(
-        `${this.#options.program}: note: ${target.path} is a block device of ${target.size} bytes;` +
-          ` the image is ${size} bytes, the bytes after it are left as they are\n`,
-      )
-    }
-    sync(target)
-    this.#progress?.finish(this.#header.size, `${formatBytes(this.written)} written`)
+    // Digest streams (SUMS records) were refused by preflight.
+    await this.writer.put(rec as Piece)
   }
 }
 

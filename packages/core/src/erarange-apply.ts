@@ -2,34 +2,24 @@ import { randomBytes } from 'node:crypto'
 import { existsSync, unlinkSync } from 'node:fs'
 import type { ApplyOptions, ApplyResult } from './apply.js'
 import { CancelledError, abortable, checkCancelled } from './cancel.js'
-import {
-  close,
-  discardTarget,
-  openTarget,
-  placeTarget,
-  resize,
-  sync,
-  targetState,
-  writeAt,
-  type Target,
-} from './device.js'
+import { close, discardTarget, openTarget, placeTarget, targetState, type Target } from './device.js'
 import {
   EraRangeParser,
   listEraRange,
   type EraRangeItem,
-  type EraRangePiece,
+  type EraRangeOptions,
   type EraRangeRecord,
   type EraRangeSummary,
 } from './erarange.js'
 import { BlockpipeError, UsageError, extendStreamError, isStreamError } from './errors.js'
 import { StreamKind, type StreamHeader } from './format.js'
 import type { Hash64 } from './hash.js'
-import { Progress } from './progress.js'
+import { TargetWriter, WriterFront } from './target-writer.js'
 import type { ByteSource } from './read.js'
+import { EMPTY_WARNING, ERARANGE_WARNING } from './record-source.js'
 import { formatBytes } from './size.js'
 import { createSpool, fileChunks, tee } from './spool.js'
-import { UNDO_BATCH_BYTES, UNDO_BATCH_RECORDS, UndoJournal } from './undo.js'
-import { isZero } from './zero.js'
+import { UndoJournal } from './undo.js'
 
 // Applying an ERARANGE stream (era-apply and bpatch, when the input starts
 // with the magic): plain writes, in stream order, into a target that exists
@@ -46,12 +36,22 @@ import { isZero } from './zero.js'
 // never continued by a re-run (nothing identifies the stream): after an
 // interrupted apply, roll it back first.
 
-export async function applyEraRange(hash: Hash64, input: ByteSource, options: ApplyOptions): Promise<ApplyResult> {
-  options.stderr?.write(
-    `${options.program}: warning: this is a stream of the original era_copy (ERARANGE records): it has no` +
-      ' checksums and no end marker, so corrupt data, or a stream cut between two records, cannot be detected\n',
-  )
-  if (options.spool === undefined) return applyRecords(hash, input, options, undefined)
+/** `empty`: the input has no bytes at all, a stream without records. */
+export async function applyEraRange(
+  hash: Hash64,
+  input: ByteSource,
+  options: ApplyOptions,
+  empty = false,
+): Promise<ApplyResult> {
+  options.stderr?.write(`${options.program}: warning: ${empty ? EMPTY_WARNING : ERARANGE_WARNING}\n`)
+  if (empty && !targetState(options.target).exists) {
+    throw new BlockpipeError(
+      'EINPUT',
+      `${options.target} does not exist, and the input is empty: there is nothing to make it from; nothing was created`,
+    )
+  }
+  const parse = { acceptEmpty: empty }
+  if (options.spool === undefined) return applyRecords(hash, input, options, undefined, parse)
   const header = legacyHeader(0)
   if (options.undo !== undefined)
     UndoJournal.check(hash, options.undo, header, { path: options.target, ...targetState(options.target) })
@@ -59,7 +59,7 @@ export async function applyEraRange(hash: Hash64, input: ByteSource, options: Ap
   try {
     let known: EraRangeSummary
     try {
-      known = await listEraRange(tee(input, spool.sink, spool.path))
+      known = await listEraRange(tee(input, spool.sink, spool.path), undefined, parse)
     } catch (err) {
       throw withState(err, 'nothing was written to the target')
     }
@@ -68,6 +68,7 @@ export async function applyEraRange(hash: Hash64, input: ByteSource, options: Ap
       abortable(fileChunks(spool.fd, spool.sink.position), options.signal),
       options,
       known,
+      parse,
     )
   } finally {
     spool.close()
@@ -103,6 +104,7 @@ async function applyRecords(
   input: ByteSource,
   options: ApplyOptions,
   known: EraRangeSummary | undefined,
+  parse: EraRangeOptions,
 ): Promise<ApplyResult> {
   const { program, undo } = options
   if (undo !== undefined && known === undefined && !existsSync(options.target)) {
@@ -121,7 +123,7 @@ async function applyRecords(
       journal = await UndoJournal.open(hash, { path: undo, stream: legacyHeader(growTo), target, program })
     }
     applier = new LegacyApplier(target, options, journal, known)
-    const parser = new EraRangeParser()
+    const parser = new EraRangeParser(parse)
     try {
       for await (const chunk of input) {
         parser.push(chunk)
@@ -178,35 +180,36 @@ function refuseBeforehand(known: EraRangeSummary, target: Target, options: Apply
   }
 }
 
-class LegacyApplier {
+/** An ERARANGE stream's records: checked as their headers arrive, their data handed to the target writer. */
+class LegacyApplier extends WriterFront {
   readonly #target: Target
   readonly #options: ApplyOptions
   readonly #journal: UndoJournal | undefined
   /** The target may grow only when the journal was told its final size. */
   readonly #mayGrow: boolean
   readonly #oldSize: number
-  /** Where the target's regular file reads as holes: zeros need not be written there. */
-  readonly #holesFrom: number
-  readonly #progress: Progress | undefined
-  #pending: EraRangePiece[] = []
-  #pendingBytes = 0
   #covered = 0
-  records = 0
-  written = 0
-  skipped = 0
-  /** The target's size once applied. */
-  size: number
 
   constructor(target: Target, options: ApplyOptions, journal: UndoJournal | undefined, known?: EraRangeSummary) {
+    super(
+      new TargetWriter(target, journal, {
+        program: options.program,
+        size: target.size,
+        progress: options.progress,
+        progressTotal: Math.max(target.size, known?.end ?? 0),
+        stderr: options.stderr,
+      }),
+    )
     this.#target = target
     this.#options = options
     this.#journal = journal
     this.#mayGrow = journal === undefined || known !== undefined
     this.#oldSize = target.size
-    this.size = target.size
-    this.#holesFrom = target.blockDevice ? Infinity : target.existed ? target.size : 0
-    const total = Math.max(target.size, known?.end ?? 0)
-    this.#progress = options.progress === true ? new Progress(options.program, total) : undefined
+  }
+
+  /** The target's size once applied. */
+  get size(): number {
+    return this.writer.size
   }
 
   async item(item: EraRangeItem): Promise<void> {
@@ -215,16 +218,8 @@ class LegacyApplier {
       this.#check(item.record)
       return
     }
-    if (item.offset >= this.#holesFrom && isZero(item.data)) {
-      this.skipped += item.data.length
-      this.#done(item)
-    } else if (this.#journal === undefined) {
-      this.#write(item)
-    } else {
-      this.#pending.push(item)
-      this.#pendingBytes += item.data.length
-      if (this.#pendingBytes >= UNDO_BATCH_BYTES || this.#pending.length >= UNDO_BATCH_RECORDS) await this.#flush()
-    }
+    const piece = { type: 'DATA' as const, offset: item.offset, length: item.data.length, payload: item.data }
+    await this.writer.put(piece, item.last)
   }
 
   /** Refuses a record that cannot be applied, before any of it is written. */
@@ -255,8 +250,9 @@ class LegacyApplier {
       )
     }
     this.#covered = end
-    this.size = Math.max(this.size, end)
-    if (rec.length === 0) this.records++
+    this.writer.extend(end)
+    // A record without data is done as soon as it is read.
+    if (rec.length === 0) this.writer.skip({ offset: rec.offset, length: 0 })
   }
 
   /** The state the target is left in when the apply stops here, for a message. */
@@ -272,34 +268,5 @@ class LegacyApplier {
       `${this.records} records were applied before it, ${target} is incomplete (part new, part old)` +
       (undo === undefined ? '' : `; roll back with: ${program} ${target} < ${undo}`)
     )
-  }
-
-  async #flush(): Promise<void> {
-    const journal = this.#journal as UndoJournal
-    if (this.#pending.length === 0) return
-    for (const p of this.#pending) await journal.save(this.#target, p.offset, p.data.length, p.data)
-    journal.sync()
-    for (const p of this.#pending) this.#write(p)
-    this.#pending = []
-    this.#pendingBytes = 0
-  }
-
-  #write(piece: EraRangePiece): void {
-    writeAt(this.#target, piece.data, piece.offset)
-    this.written += piece.data.length
-    this.#done(piece)
-  }
-
-  #done(piece: EraRangePiece): void {
-    if (piece.last) this.records++
-    this.#progress?.update(piece.offset + piece.data.length)
-  }
-
-  async finish(): Promise<void> {
-    if (this.#journal !== undefined) await this.#flush()
-    // Writes grow a file; zeros left as holes at its end do not.
-    if (!this.#target.blockDevice && this.size > this.#oldSize) resize(this.#target, this.size)
-    sync(this.#target)
-    this.#progress?.finish(this.size, `${formatBytes(this.written)} written`)
   }
 }

@@ -64,12 +64,19 @@ export function isEraRange(head: Uint8Array): boolean {
   return n > 0 && ERARANGE_MAGIC.subarray(0, n).equals(head.subarray(0, n))
 }
 
+export interface EraRangeOptions {
+  /** An empty input is a stream with no records, not an error. */
+  acceptEmpty?: boolean
+}
+
 /**
  * A push parser for the ERARANGE format: `push` what arrives, take items from
  * `next` until it returns null, and call `finish` when the input ends.
  */
 export class EraRangeParser {
   readonly #queue = new ByteQueue()
+  /** An input of no bytes at all is a stream without records (the original era_copy's night without changes). */
+  readonly #acceptEmpty: boolean
   /** The record whose data is being read. */
   #current: EraRangeRecord | undefined
   #left = 0
@@ -79,6 +86,10 @@ export class EraRangeParser {
   #end = 0
   #covered = 0
   #ascending = true
+
+  constructor(options: EraRangeOptions = {}) {
+    this.#acceptEmpty = options.acceptEmpty === true
+  }
 
   push(chunk: Uint8Array): void {
     this.#queue.push(chunk)
@@ -137,7 +148,7 @@ export class EraRangeParser {
     }
     const queued = this.#queue.length
     if (queued === 0) {
-      if (this.#records === 0) throw new TruncatedStreamError('empty input: no stream at all', at)
+      if (this.#records === 0 && !this.#acceptEmpty) throw new TruncatedStreamError('empty input: no stream at all', at)
       return
     }
     if (!isEraRange(this.#queue.peek(ERARANGE_MAGIC.length))) {
@@ -184,16 +195,22 @@ function decodeEraRangeHeader(buf: Buffer, index: number, position: number): Era
 export async function listEraRange(
   source: ByteSource,
   each?: (record: EraRangeRecord) => void | Promise<void>,
+  options: EraRangeOptions = {},
 ): Promise<EraRangeSummary> {
-  const parser = new EraRangeParser()
+  const parser = new EraRangeParser(options)
+  for await (const item of eraRangeItems(source, parser)) {
+    if (item.type === 'record') await each?.(item.record)
+  }
+  return parser.summary
+}
+
+/** The record headers and data pieces of an ERARANGE stream, in stream order, as `parser` finds them. */
+export async function* eraRangeItems(source: ByteSource, parser: EraRangeParser): AsyncGenerator<EraRangeItem> {
   for await (const chunk of source) {
     parser.push(chunk)
-    for (let item = parser.next(); item !== null; item = parser.next()) {
-      if (item.type === 'record') await each?.(item.record)
-    }
+    for (let item = parser.next(); item !== null; item = parser.next()) yield item
   }
   parser.finish()
-  return parser.summary
 }
 
 /**

@@ -3,6 +3,7 @@ import { DIGEST_SIZE, KIND_NAMES, StreamKind, isFull, type EndInfo, type StreamH
 import { loadHash } from './hash.js'
 import type { StreamRecord } from './parse.js'
 import { StreamReader, type ByteSource } from './read.js'
+import { openRecordSource } from './record-source.js'
 import { formatBytes } from './size.js'
 
 // Reading a stream without a target: era-apply --check, and listings
@@ -32,10 +33,32 @@ export interface StreamVisitor {
 
 /** Reads and verifies a whole stream, showing `visit` the header and then every record as it is read. */
 export async function inspectStream(input: ByteSource, visit: StreamVisitor): Promise<StreamSummary> {
-  const reader = await StreamReader.open(input, await loadHash(), true)
+  return inspectReader(await StreamReader.open(input, await loadHash(), true), visit)
+}
+
+async function inspectReader(reader: StreamReader, visit: StreamVisitor): Promise<StreamSummary> {
   await visit.header?.(reader.header)
   for await (const rec of reader.records()) await visit.record?.(rec, reader.header)
   return { header: reader.header, end: reader.end as EndInfo, bytes: reader.parser.position }
+}
+
+export interface CheckOptions {
+  /** An empty input is an ERARANGE stream without records, as era-apply applies it. */
+  acceptEmpty?: boolean
+  /** Told what cannot be verified, before the stream is read. */
+  warn?: (text: string) => void
+}
+
+/**
+ * era-apply --check: reads and verifies a whole stream of either format
+ * era-apply applies, and describes it in lines of text.
+ */
+export async function checkStream(input: ByteSource, options: CheckOptions = {}): Promise<string[]> {
+  const source = await openRecordSource(input, await loadHash(), { acceptEmpty: options.acceptEmpty, scratch: true })
+  for (const text of source.warnings) options.warn?.(text)
+  if (source.format === 'blockpipe') return describeSummary(await inspectReader(source.reader, {}))
+  for await (const item of source.items()) void item
+  return [`format:     ${ERARANGE_DESCRIPTION}`, ...describeEraRangeSummary(source.parser.summary)]
 }
 
 export function describeHeader(header: StreamHeader): string[] {

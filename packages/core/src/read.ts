@@ -65,6 +65,8 @@ export class FileSource implements Iterable<Uint8Array> {
   readonly #rest: (() => ByteSource) | undefined
   #scratch: Buffer = Buffer.alloc(0)
   #blocked = false
+  /** Bytes read ahead to tell the format, handed out again first. */
+  #head = Buffer.alloc(0)
 
   /**
    * `rest`, for a pipe: where to read from instead should a read find it
@@ -80,6 +82,11 @@ export class FileSource implements Iterable<Uint8Array> {
    * memory the next scratch read reuses, where the hash reads it uncopied.
    */
   read(n: number, scratch = false): Buffer {
+    const head = this.#head
+    if (head.length > 0) {
+      this.#head = head.subarray(Math.min(n, head.length))
+      return head.length >= n ? head.subarray(0, n) : Buffer.concat([head, this.read(n - head.length)])
+    }
     if (scratch && this.#scratch.length < n) this.#scratch = new HashMemory(n).view(0, n)
     const buf = scratch ? this.#scratch.subarray(0, n) : Buffer.allocUnsafe(n)
     let got = 0
@@ -110,6 +117,11 @@ export class FileSource implements Iterable<Uint8Array> {
     }
   }
 
+  /** Puts back the bytes just read: the next read starts with them. */
+  unread(head: Buffer): void {
+    this.#head = Buffer.concat([head, this.#head])
+  }
+
   *[Symbol.iterator](): Iterator<Uint8Array> {
     for (;;) {
       const piece = this.read(PIECE)
@@ -132,7 +144,6 @@ export function streamInput(what: string): ByteSource {
   return stat.isFIFO() || stat.isSocket() ? new FileSource(0, () => standardInput(what)) : standardInput(what)
 }
 
-// eslint-disable-next-line @typescript-eslint/require-await -- an async generator, as parse() is, though it reads synchronously
 async function* parseFile(source: FileSource, parser: StreamParser, scratch: boolean): AsyncGenerator<StreamItem> {
   for (;;) {
     const want = parser.wanted

@@ -3,12 +3,11 @@ import {
   UsageError,
   applyAndReport,
   commandLine,
-  describeSummary,
+  checkStream,
   onePositional,
   standardInput,
   streamInput,
   runMain,
-  verifyStream,
   withApplyOptions,
 } from '@blockpipe/core'
 
@@ -43,8 +42,11 @@ is synced before $0 exits 0.`,
 
   if (args.check) {
     if (args._.length > 0) throw new UsageError('--check takes no TARGET')
-    const summary = await verifyStream(streamInput('a blockpipe stream'))
-    process.stdout.write(`${describeSummary(summary).join('\n')}\n`)
+    const lines = await checkStream(streamInput('a blockpipe stream'), {
+      acceptEmpty: true,
+      warn: (text) => process.stderr.write(`${PROGRAM}: warning: ${text}\n`),
+    })
+    process.stdout.write(`${lines.join('\n')}\n`)
     return
   }
   const target = onePositional(args, 'TARGET')
@@ -52,6 +54,8 @@ is synced before $0 exits 0.`,
     ...args,
     program: PROGRAM,
     target,
+    deltas: 'refuse',
+    acceptEmpty: true,
     signal,
     stderr: process.stderr,
   })
