@@ -169,7 +169,7 @@ void t.test('bdiff --progress reports on stderr, the delta stays whole', async (
   const old = randomBytes(17 * K64, 11)
   put(join(dir, 'old'), old)
   put(join(dir, 'new'), changed(old, 16 * K64, 1, 12))
-  const r = await run('bdiff', ['--progress', '--base', join(dir, 'old'), join(dir, 'new')])
+  const r = await run('bdiff', ['--progress', '-b', '64K', '--base', join(dir, 'old'), join(dir, 'new')])
   t.equal(r.status, 0, r.stderr)
   t.match(r.stderr, /(^|\n)bdiff: 1\.06 MiB of 1\.06 MiB \(100%\), .*, 1 of 17 chunks differ, 64\.\d KiB sent\n$/)
   t.equal((await parseStream(r.stdout)).records.length, 1)
