@@ -4,6 +4,9 @@
 // The programs are the root package.json's `bin` map: `"NAME": "dist/NAME.js"`
 // is bundled from packages/NAME/dist/cli.js (built by `tsc -b` first).
 // The licenses of the bundled dependencies go to dist/THIRD-PARTY-LICENSES.
+// Coverage: not counted. A build script (npm pack runs it in test/package.test.ts,
+// which checks what it makes); its branches guard against a broken checkout.
+/* c8 ignore start */
 import { build } from 'esbuild'
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { dirname, join, relative } from 'node:path'
@@ -96,3 +99,4 @@ console.log(
   `bundle: ${entries.map((e) => `dist/${e.name}.js`).join(', ')}; ${packages.size} bundled packages:`,
   [...packages.values()].map((p) => p.name).join(', ') || 'none',
 )
+/* c8 ignore stop */

@@ -8,6 +8,10 @@
 // `node scripts/demo.js --bin DIR` runs the programs installed in DIR instead.
 // Each step is verified byte for byte and shows the bytes sent against the
 // size of the image.
+// Coverage: not counted. The README's demo, run whole by test/package.test.ts,
+// which checks its result; its other branches are for a host without
+// thin-provisioning-tools and for a failed step.
+/* c8 ignore start */
 import { execFileSync, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync, closeSync } from 'node:fs'
@@ -128,3 +132,4 @@ try {
 } finally {
   rmSync(dir, { recursive: true, force: true })
 }
+/* c8 ignore stop */

@@ -6,6 +6,7 @@ import { RECORD_FLAG_BASE, StreamKind, type StreamHeader } from '../../packages/
 import { StreamParser, type StreamRecord } from '../../packages/core/src/parse.js'
 import { StreamWriter } from '../../packages/core/src/write.js'
 import { randomBytes } from '../lib/data.js'
+import { loopUnavailable, withLoop } from '../lib/loop.js'
 import { fullStream, hash, sameBytes, snapshot, sameFile, tempDir, textSink } from '../safety/lib.js'
 
 // Undo journals bound to what they undo: the target's identity in the
@@ -156,6 +157,18 @@ void t.test('a journal is not continued onto another target', async (t) => {
   await t.rejects(apply(stream, join(dir, 'new'), { undo, spool: dir }), { message: /new does not exist/ })
   sameFile(t, snapshot(b), bBefore, 'B untouched')
   sameFile(t, snapshot(undo), journal, 'the journal untouched')
+  if (loopUnavailable() === undefined) {
+    // A block device is named as one.
+    const backing = join(dir, 'backing')
+    writeFileSync(backing, Buffer.alloc(64 * 1024))
+    await withLoop(backing, async (dev) => {
+      await t.rejects(apply(stream, dev, { undo }), {
+        code: 'ECONFLICT',
+        message: /is another device \(block:\d+:\d+\)/,
+      })
+    })
+    sameFile(t, snapshot(undo), journal, 'the journal untouched')
+  }
 
   // A power loss tore a region written after the journal's last sync: half old again.
   const torn = readFileSync(a)

@@ -44,6 +44,10 @@ export async function everyOffset(t: Test, c: CutCase): Promise<void> {
     const fail = (what: string): void => void failures.push(`cut at ${offset}: ${what}`)
     const input = c.stream.subarray(0, offset)
     const missing = c.creates && offset % 2 === 1
+    if (offset === 0 && c.program === 'era-apply') {
+      await nothingAtAll(dir, reference, spools, fail)
+      return
+    }
 
     // --spool, into a directory or a new file name in turn.
     const spooled = join(dir, `spooled-${offset}`)
@@ -82,4 +86,29 @@ export async function everyOffset(t: Test, c: CutCase): Promise<void> {
   })
   t.same(failures, [], `cut at each of the ${c.stream.length} offsets`)
   t.same(readdirSync(spools), [], 'no spool file is left behind')
+}
+
+/**
+ * era-apply and no input at all, what the original era_copy writes for a night
+ * without changes: an empty stream, applied as one with a warning; the target
+ * is not touched, with or without --spool.
+ */
+async function nothingAtAll(
+  dir: string,
+  reference: string,
+  spools: string,
+  fail: (what: string) => void,
+): Promise<void> {
+  for (const args of [['--spool', spools], []]) {
+    const target = join(dir, `empty-${args.length}`)
+    copyFileSync(reference, target)
+    const before = snapshot(target)
+    const r = await runTool('era-apply', [...args, target], { input: Buffer.alloc(0), cover: true })
+    if (r.status !== 0 || !r.stderr.includes('warning: the input is empty'))
+      fail(`${args.join(' ')}: exit ${r.status}: ${r.stderr}`)
+    const after = snapshot(target)
+    if (after === null || !after.bytes.equals(before!.bytes) || after.mtimeNs !== before!.mtimeNs) {
+      fail(`${args.join(' ')}: the target changed`)
+    }
+  }
 }
