@@ -63,6 +63,7 @@ void t.test('the undo files made at or after a moment, newest first', (t) => {
     'vm.img.20261120T013000Z.era1-2.undo': '',
     'vm.img.20261121T013000.5Z.undo': '',
     'vm.img.20261121T013000.5Z.b.undo': '',
+    'vm.img.20261121T013000.5Z.a.undo': '',
     'vm.img.20261122T013000Z.undo': '',
     'vm.img.20261123T013000Z.undo.tmp': '',
     'other.img.20261123T013000Z.undo': '',
@@ -73,6 +74,7 @@ void t.test('the undo files made at or after a moment, newest first', (t) => {
     'vm.img.20261122T013000Z.undo',
     'vm.img.20261121T013000.5Z.undo',
     'vm.img.20261121T013000.5Z.b.undo',
+    'vm.img.20261121T013000.5Z.a.undo',
     'vm.img.20261120T013000Z.era1-2.undo',
   ])
   // An apply that began at the moment had not changed the image yet.
@@ -80,6 +82,7 @@ void t.test('the undo files made at or after a moment, newest first', (t) => {
     'vm.img.20261122T013000Z.undo',
     'vm.img.20261121T013000.5Z.undo',
     'vm.img.20261121T013000.5Z.b.undo',
+    'vm.img.20261121T013000.5Z.a.undo',
   ])
   t.same(names('2026-11-21T01:30:00.500000001'), ['vm.img.20261122T013000Z.undo'])
   t.same(names('2026-11-22'), [])
