@@ -93,6 +93,8 @@ export function undoFilesAfter(dir: string, image: string, moment: bigint): stri
   return names
     .map((name) => ({ name, time: undoFileTime(name, base) }))
     .filter((f): f is { name: string; time: bigint } => f.time !== undefined && f.time >= moment)
-    .sort((a, b) => (a.time === b.time ? (a.name < b.name ? 1 : -1) : a.time < b.time ? 1 : -1))
+    .sort(
+      (a, b) => Number(b.time > a.time) - Number(a.time > b.time) || Number(b.name > a.name) - Number(a.name > b.name),
+    )
     .map((f) => join(dir, f.name))
 }
