@@ -79,13 +79,14 @@ function named(file: UndoFile, err: unknown): unknown {
 /** A file read in order, 1 MiB at a time. */
 function* readFile(path: string): Generator<Buffer> {
   const fd = openUndoFile(path)
+  const next = (pos: number): Buffer => {
+    const buf = Buffer.allocUnsafe(READ_PIECE)
+    return buf.subarray(0, readAt({ fd, path }, buf, READ_PIECE, pos))
+  }
   try {
-    for (let pos = 0; ;) {
-      const buf = Buffer.allocUnsafe(READ_PIECE)
-      const n = readAt({ fd, path }, buf, READ_PIECE, pos)
-      pos += n
-      if (n === 0) return
-      yield buf.subarray(0, n)
+    // A loop with its end in its condition: nothing after it that never runs.
+    for (let piece = next(0), pos = piece.length; piece.length > 0; piece = next(pos), pos += piece.length) {
+      yield piece
     }
   } finally {
     closeSync(fd)
