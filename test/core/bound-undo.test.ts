@@ -14,7 +14,7 @@ import { fullStream, hash, sameBytes, snapshot, sameFile, tempDir, textSink } fr
 
 // One journal sync per record, so that a cut stream leaves a target written to: read when undo.js loads.
 process.env.BLOCKPIPE_UNDO_BATCH_RECORDS = '1'
-const { TARGET_ID_KEY, isBoundJournal, targetId } = await import('../../packages/core/src/undo.js')
+const { TARGET_ID_KEY, isBoundJournal, streamId, targetId } = await import('../../packages/core/src/undo.js')
 const { applyStream } = await import('../../packages/core/src/apply.js')
 
 type Options = Parameters<typeof applyStream>[1]
@@ -226,4 +226,42 @@ void t.test('an undo journal of the older kind still applies, with a warning', a
   })
   t.match(note.text(), /made for another target \(file:1:2\)/)
   sameBytes(t, readFileSync(target), now)
+})
+
+void t.test('an unfinished journal of the older kind is continued as one, without digests', async (t) => {
+  const dir = tempDir(t, 'bound')
+  const target = join(dir, 'img')
+  const undo = join(dir, 'u')
+  const old = randomBytes(8192, 40)
+  writeFileSync(target, old)
+  const image = randomBytes(8192, 41)
+  const stream = await fullStream(image)
+  // What an older blockpipe left when it was killed before its first batch: a header, no records.
+  const chunks: Buffer[] = []
+  const w = new StreamWriter(
+    hash,
+    { write: (b: Buffer) => void chunks.push(Buffer.from(b)) },
+    {
+      kind: StreamKind.UNDO,
+      size: 8192,
+      baseSize: 8192,
+      blockSize: 4096,
+      metadata: { target, 'stream-id': streamId(parse(stream).header) },
+    },
+  )
+  await w.start()
+  writeFileSync(undo, Buffer.concat(chunks))
+  await apply(stream, target, { undo })
+  sameBytes(t, readFileSync(target), image, 'applied')
+  const journal = parse(readFileSync(undo))
+  t.ok(journal.done, 'the journal is finished')
+  t.notOk(isBoundJournal(journal.header), 'and stays of the older kind')
+  t.ok(
+    journal.records.every((r) => (r.flags & RECORD_FLAG_BASE) === 0),
+    'no record carries a base digest',
+  )
+  const err = textSink()
+  await apply(readFileSync(undo), target, { stderr: err.stream })
+  t.match(err.text(), /older kind/)
+  sameBytes(t, readFileSync(target), old, 'rolled back')
 })
