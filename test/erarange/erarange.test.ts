@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream'
 import t from 'tap'
+import { sniffInput } from '../../packages/core/src/record-source.js'
 import {
   ERARANGE_MAX_END,
   ERARANGE_PIECE,
@@ -7,7 +8,6 @@ import {
   EraRangeWriter,
   isEraRange,
   listEraRange,
-  sniffEraRange,
   type EraRangeItem,
   type EraRangeRecord,
 } from '../../packages/core/src/erarange.js'
@@ -217,16 +217,16 @@ void t.test('sniffing the first bytes loses none of them', async (t) => {
     ['empty pieces first', [Buffer.alloc(0), new Uint8Array(basic)], true],
   ]
   for (const [name, chunks, legacy] of cases) {
-    const sync = await sniffEraRange(chunks)
-    t.equal(sync.legacy, legacy, name)
+    const sync = await sniffInput(chunks)
+    t.equal(sync.format === 'erarange', legacy, name)
     t.ok((await collect(sync.source)).equals(Buffer.concat(chunks)), `${name}: every byte, in order`)
-    const stream = await sniffEraRange(
+    const stream = await sniffInput(
       Readable.from(
         chunks.map((c) => Buffer.from(c)),
         { objectMode: true },
       ),
     )
-    t.equal(stream.legacy, legacy, `${name} (a Readable)`)
+    t.equal(stream.format === 'erarange', legacy, `${name} (a Readable)`)
     t.ok((await collect(stream.source)).equals(Buffer.concat(chunks)), `${name} (a Readable)`)
   }
 })
@@ -240,7 +240,7 @@ void t.test('a reader that stops early releases the input', async (t) => {
       released = true
     }
   }
-  const { source } = await sniffEraRange(input())
+  const { source } = await sniffInput(input())
   for await (const chunk of source) {
     t.equal(chunk.length, 8)
     break

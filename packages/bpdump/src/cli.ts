@@ -24,7 +24,7 @@ import {
   recordJson,
   standardInput,
   runMain,
-  sniffEraRange,
+  sniffInput,
   summaryJson,
   type ByteSource,
   type CorruptStreamError,
@@ -64,8 +64,8 @@ a corrupt or cut stream is listed up to the damage, then $0 fails (exit 1).`,
   }
   const out = new Lines(new WritableSink(process.stdout), args.json)
   try {
-    const sniffed = await sniffEraRange(input)
-    if (sniffed.legacy) await listLegacy(sniffed.source, out)
+    const sniffed = await sniffInput(input)
+    if (sniffed.format === 'erarange') await listLegacy(sniffed.source, out)
     else await list(sniffed.source, out, args.digests)
   } catch (err) {
     // What came before the damage is listed; then the error.

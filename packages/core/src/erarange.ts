@@ -213,17 +213,6 @@ export async function* eraRangeItems(source: ByteSource, parser: EraRangeParser)
   parser.finish()
 }
 
-/**
- * Looks at the first bytes of an input without losing them: whether it is an
- * ERARANGE stream, and the input again from its first byte.
- */
-export async function sniffEraRange(input: ByteSource): Promise<{ legacy: boolean; source: ByteSource }> {
-  const { head, source } = await peekBytes(input, ERARANGE_MAGIC.length)
-  // The whole magic: a scrap of it is no stream at all, and is said to be not a blockpipe stream.
-  const legacy = head.length >= ERARANGE_MAGIC.length && isEraRange(head.subarray(0, ERARANGE_MAGIC.length))
-  return { legacy, source }
-}
-
 /** At least the first `length` bytes of a source (fewer if it ends before), and the source again from its start. */
 export async function peekBytes(input: ByteSource, length: number): Promise<{ head: Buffer; source: ByteSource }> {
   const it: AsyncIterator<Uint8Array> | Iterator<Uint8Array> =
