@@ -190,3 +190,41 @@ void t.test('with no undo file after the date, the image as it is, zeros in long
     /vm\.img: 0 undo files form one chain ending at it; it was 41943040 bytes before then/,
   )
 })
+
+void t.test("an older night's digest is checked against zeros a newer night's journal restores", async (t) => {
+  const dir = t.testdir()
+  // Block 0: A two nights ago, zeros after the first night, now B.
+  const image = randomBytes(2 * K64, 1)
+  const a = randomBytes(K64, 2)
+  writeFileSync(join(dir, 'img'), image)
+  const id = fileId(join(dir, 'img'))
+  await craftUndo(join(dir, 'new.undo'), {
+    size: image.length,
+    after: image,
+    records: [{ offset: 0, data: K64 }],
+    targetId: id,
+    created: T2,
+  })
+  const between = Buffer.concat([Buffer.alloc(K64), image.subarray(K64)])
+  await craftUndo(join(dir, 'old.undo'), {
+    size: image.length,
+    after: between,
+    records: [{ offset: 0, data: a }],
+    targetId: id,
+    created: T1,
+  })
+  let r = await run('brestore', ['--raw', 'img', 'new.undo', 'old.undo'], { cwd: dir })
+  t.equal(r.status, 0, r.stderr)
+  t.ok(r.stdout.equals(Buffer.concat([a, image.subarray(K64)])))
+  // Had the first night left anything but zeros there, the chain is broken.
+  await craftUndo(join(dir, 'other.undo'), {
+    size: image.length,
+    after: image,
+    records: [{ offset: 0, data: a }],
+    targetId: id,
+    created: T1,
+  })
+  r = await run('brestore', ['--raw', 'img', 'new.undo', 'other.undo'], { cwd: dir })
+  t.equal(r.status, 3, r.stderr)
+  t.equal(r.stdout.length, 0)
+})

@@ -62,3 +62,17 @@ void t.test('cancelled before the first write of a stream of the original era_co
     t.same(readFileSync(old), before)
   }
 })
+
+void t.test('cancelled after a write, without --undo: continue with the same command', async (t) => {
+  const dir = tempDir(t, 'apply-cancel')
+  const old = join(dir, 'old.img')
+  writeFileSync(old, randomBytes(256 * 1024, 4))
+  const stream = await fullStream(randomBytes(256 * 1024, 5), 64 * 1024)
+  await t.rejects(apply(stream, old, {}, stream.length / 2), {
+    code: 'ECANCELED',
+    message: new RegExp(
+      `^interrupted by SIGTERM: ${old} is partly updated \\(\\d+ records applied, part new, part old\\): ` +
+        'run the same command again with the whole stream to continue$',
+    ),
+  })
+})

@@ -151,6 +151,13 @@ void t.test('a journal is not continued onto another target', async (t) => {
     ),
   })
   await t.rejects(apply(stream, b, { undo, spool: dir }), { code: 'ECONFLICT' })
+  // --spool checks the journal before the target is created: a target that is not there yet.
+  const absent = join(dir, 'absent')
+  await t.rejects(apply(stream, absent, { undo, spool: dir }), {
+    code: 'ECONFLICT',
+    message: `${absent} does not exist: finish that apply`,
+  })
+  t.notOk(existsSync(absent))
   // A new target is created before the journal is opened (then removed): another file.
   await t.rejects(apply(stream, join(dir, 'new'), { undo }), { code: 'ECONFLICT', message: /new is another file/ })
   t.notOk(existsSync(join(dir, 'new')), 'the new target was removed')

@@ -73,8 +73,11 @@ class Cursor {
 }
 
 function named(file: UndoFile, err: unknown): unknown {
-  return isStreamError(err) ? new BlockpipeError(err.code, `${file.path}: ${err.message}`) : err
+  if (isStreamError(err)) return new BlockpipeError(err.code, `${file.path}: ${err.message}`)
+  /* c8 ignore start -- a read error (EIO) already names the file (readAt's message); no test reaches a failing disk */
+  return err
 }
+/* c8 ignore stop */
 
 /** A file read in order, 1 MiB at a time. */
 function* readFile(path: string): Generator<Buffer> {

@@ -37,7 +37,7 @@ import { StreamReader, type ByteSource } from './read.js'
 import { sniffInput } from './record-source.js'
 import { formatBytes } from './size.js'
 import { createSpool, fileChunks, tee } from './spool.js'
-import { TARGET_ID_KEY, UndoJournal, isBoundJournal, targetId } from './undo.js'
+import { TARGET_ID_KEY, UndoJournal, boundTarget, isBoundJournal, targetId } from './undo.js'
 import { isZero } from './zero.js'
 
 // The apply engine behind era-apply and bpatch. Records are checked as they
@@ -361,7 +361,7 @@ function warnJournal(header: StreamHeader, options: ApplyOptions, state: TargetS
     )
   } else if (state.id !== undefined && state.id !== header.metadata[TARGET_ID_KEY]) {
     say(
-      `this undo journal was made for ${header.metadata.target ?? 'another target'} (${header.metadata[TARGET_ID_KEY]});` +
+      `this undo journal was made for ${boundTarget(header.metadata)};` +
         ` ${options.target} is ${state.id} (a copy?): its digests decide`,
     )
   }

@@ -63,6 +63,11 @@ const ZERO_PIECE = 1024 * 1024
 /** Metadata key of the target's identity in an undo journal's header. */
 export const TARGET_ID_KEY = 'target-id'
 
+/** Whom a bound journal belongs to: its target's path, where recorded, and identity. */
+export function boundTarget(metadata: Record<string, string>): string {
+  return `${metadata.target ?? 'another target'} (${metadata[TARGET_ID_KEY]})`
+}
+
 /** The identity of a regular file (device and inode) or block device (major and minor) an undo journal belongs to. */
 export function targetId(st: Pick<Stats, 'dev' | 'ino' | 'rdev' | 'isBlockDevice'>): string {
   if (st.isBlockDevice()) {
@@ -361,10 +366,9 @@ function judge(
   }
   const boundTo = header.metadata[TARGET_ID_KEY]
   if (boundTo !== undefined && (targetStat === undefined || targetId(targetStat) !== boundTo)) {
-    const was = header.metadata.target ?? 'another target'
     return refuse(
       new ConflictError(
-        `the undo file ${path} is the unfinished journal of this stream applied to ${was} (${boundTo}), and ` +
+        `the undo file ${path} is the unfinished journal of this stream applied to ${boundTarget(header.metadata)}, and ` +
           `${target.path} ${targetStat === undefined ? 'does not exist' : `is another ${targetStat.isBlockDevice() ? 'device' : 'file'} (${targetId(targetStat)})`}: ` +
           `finish that apply (same target, same --undo), or roll it back with ${path}. Nothing was written`,
       ),
