@@ -31,6 +31,24 @@ void t.test('a field in one piece is not copied', (t) => {
   t.end()
 })
 
+void t.test('a field in pieces is gathered into the memory given, a field in one piece is not', (t) => {
+  const q = new ByteQueue()
+  const into = Buffer.alloc(8, 0xee)
+  q.push(Buffer.from('abc'))
+  q.push(Buffer.from('defgh'))
+  q.push(Buffer.alloc(4, 'x'))
+  const out = q.shift(6, into)
+  t.equal(out.toString(), 'abcdef')
+  t.equal(out.buffer, into.buffer)
+  t.equal(out.byteOffset, into.byteOffset)
+  t.equal(into.subarray(6).toString('hex'), 'eeee', 'the rest of the memory untouched')
+  const whole = q.shift(2, into)
+  t.equal(whole.toString(), 'gh')
+  t.not(whole.buffer, into.buffer, 'left in its piece')
+  t.equal(q.shift(4).toString(), 'xxxx')
+  t.end()
+})
+
 void t.test('many tiny pieces stay linear', (t) => {
   const q = new ByteQueue()
   const n = 200_000

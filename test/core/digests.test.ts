@@ -1,7 +1,14 @@
 import t from 'tap'
-import { DIGESTS_PER_RECORD, DigestReader, parseSeed, randomSeed } from '../../packages/core/src/digests.js'
+import {
+  DIGESTS_PER_RECORD,
+  DigestReader,
+  DigestWriter,
+  parseSeed,
+  randomSeed,
+} from '../../packages/core/src/digests.js'
 import { StreamKind } from '../../packages/core/src/format.js'
 import { StreamReader } from '../../packages/core/src/read.js'
+import { StreamWriter, type ByteSink } from '../../packages/core/src/write.js'
 import { randomBytes } from '../lib/data.js'
 import { build, chunkDigests, digestStream, hash, parseAll } from './streams.js'
 
@@ -35,6 +42,51 @@ void t.test('randomSeed gives unguessable 64-bit seeds', (t) => {
   }
   t.equal(seeds.size, 100)
   t.end()
+})
+
+void t.test('DigestWriter reuses a record buffer only once the sink has let go of it', async (t) => {
+  // Holds what it is given until settled, as stdout does while the pipe is full.
+  class LazySink implements ByteSink {
+    held: Buffer[] = []
+    out: Buffer[] = []
+    /** The memory of every full SUMS payload written. */
+    records = new Set<ArrayBufferLike>()
+    write(chunk: Buffer): void {
+      this.held.push(chunk)
+      if (chunk.length === DIGESTS_PER_RECORD * 8) this.records.add(chunk.buffer)
+    }
+    settled(): void {
+      this.out.push(...this.held.map((b) => Buffer.from(b)))
+      this.held = []
+    }
+  }
+  const B = 512
+  const seed = 9n
+  const image = randomBytes(B * DIGESTS_PER_RECORD * 5 + 100, 11)
+  const sink = new LazySink()
+  const w = new StreamWriter(hash, sink, { kind: StreamKind.DIGEST, flags: 1, size: image.length, blockSize: B, seed })
+  await w.start()
+  const d = new DigestWriter(hash, w, B, seed)
+  const digests = chunkDigests(image, B, seed)
+  for (let i = 0; i < digests.length; i += 1000) {
+    const part = digests.slice(i, i + 1000)
+    const batch = Buffer.alloc(part.length * 8)
+    part.forEach((p, k) => batch.writeBigUInt64LE(p.digest, k * 8))
+    await d.addMany(
+      batch,
+      part.reduce((n, p) => n + p.length, 0),
+    )
+  }
+  await d.end()
+  sink.settled()
+  t.same(
+    Buffer.concat(sink.out),
+    await digestStream(image, B, seed),
+    'the stream of a writer that allocates per record',
+  )
+  t.equal(sink.records.size, 2, 'five full records written from two buffers in turn')
+  const plain = new StreamWriter(hash, { write: () => undefined }, { kind: StreamKind.DIGEST, size: 0, blockSize: B })
+  t.equal(await plain.settled(), false, 'a sink that cannot tell says so: DigestWriter allocates')
 })
 
 void t.test('DigestWriter and DigestReader round-trip the digests of any image size', async (t) => {

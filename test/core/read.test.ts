@@ -4,7 +4,7 @@ import { closeSync, constants, mkdtempSync, openSync, rmSync, writeFileSync, wri
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
-import { TruncatedStreamError } from '../../packages/core/src/errors.js'
+import { CorruptStreamError, TruncatedStreamError } from '../../packages/core/src/errors.js'
 import { StreamKind } from '../../packages/core/src/format.js'
 import { FileSource, StreamReader } from '../../packages/core/src/read.js'
 import { build, digestStream, hash, parseAll, sampleStream } from './streams.js'
@@ -119,6 +119,38 @@ void t.test('a cut, empty or corrupt source rejects, where it is met', async (t)
   )
   t.same(got3, ['DATA', 'ZERO', 'DATA'])
   t.ok(r2.end, 'the end record was read before the extra byte')
+})
+
+void t.test('pieces gathered into scratch memory: one buffer for every payload, checked as any', async (t) => {
+  const buf = await sampleStream()
+  const expected = parseAll(buf).flatMap((i) =>
+    i.type === 'record' && i.record.payload.length > 0 ? [i.record.payload.toString('hex')] : [],
+  )
+  const pieces = (data: Buffer) =>
+    Array.from({ length: Math.ceil(data.length / 7) }, (_, i) => data.subarray(i * 7, i * 7 + 7))
+  const r = await StreamReader.open(pieces(buf), hash, true)
+  const seen: string[] = []
+  const memories = new Set<ArrayBufferLike>()
+  for await (const rec of r.records()) {
+    if (rec.payload.length === 0) continue
+    // Read at once: the next record may reuse the memory.
+    seen.push(rec.payload.toString('hex'))
+    memories.add(rec.payload.buffer)
+  }
+  t.ok(r.end, 'read to its end record')
+  t.same(seen, expected)
+  t.equal(memories.size, 1, 'one buffer for every payload')
+  const flipped = Buffer.from(buf)
+  // A byte of the second DATA payload.
+  const at = buf.lastIndexOf(Buffer.from(expected[1] as string, 'hex')) + 50
+  flipped.writeUInt8(flipped.readUInt8(at) ^ 1, at)
+  const bad = await StreamReader.open(pieces(flipped), hash, true)
+  await t.rejects(
+    (async () => {
+      for await (const rec of bad.records()) void rec
+    })(),
+    CorruptStreamError,
+  )
 })
 
 void t.test('a regular file is read with exactly the reads the parser asks for', async (t) => {

@@ -22,7 +22,8 @@ async function collect(images: Device[], chunk: number, seed: bigint, options: S
   for await (const batch of stripeDigests(images, chunk, seed, options)) {
     if (batch.first !== next) throw new Error(`batch at chunk ${batch.first}, expected ${next}`)
     next += Math.max(...batch.digests.map((d) => d.length / 8))
-    batch.digests.forEach((d, i) => out[i]?.push(d))
+    // A batch is valid until the next one is asked for: kept, it is copied.
+    batch.digests.forEach((d, i) => out[i]?.push(Buffer.from(d)))
   }
   return out.map((pieces) => Buffer.concat(pieces))
 }
@@ -52,6 +53,29 @@ void t.test('the digests of every chunk, in order, whatever the stripes and read
   }
   t.same(await collect([devs[2] as Device], 4096, 0n, {}), [Buffer.alloc(0)], 'nothing to hash, no batch')
   devs.forEach((d) => closeSync(d.fd))
+})
+
+void t.test('the batches reuse a few slots of memory: nothing is allocated per stripe', async (t) => {
+  const hash = await loadHash()
+  const dir = t.testdir()
+  const data = randomBytes(64 * 4096, 6)
+  const dev = image(dir, 'a', data)
+  const memories = new Set<ArrayBufferLike>()
+  let batches = 0
+  // Slow to take its batches, the main thread lets the worker run ahead as far as it may.
+  for await (const batch of stripeDigests([dev], 4096, 7n, { stripeBytes: 8192 })) {
+    await new Promise((resolve) => setTimeout(resolve, 2))
+    const d = batch.digests[0] as Buffer
+    memories.add(d.buffer)
+    for (let k = 0; k < d.length / 8; k++) {
+      const at = (batch.first + k) * 4096
+      if (d.readBigUInt64LE(k * 8) !== hash.digest(data.subarray(at, at + 4096), 7n)) t.fail(`chunk ${batch.first + k}`)
+    }
+    batches++
+  }
+  t.equal(batches, 32, 'one batch per stripe of two chunks')
+  t.equal(memories.size, 2, "the worker's slots and the main thread's")
+  closeSync(dev.fd)
 })
 
 void t.test('stopping early stops the workers', async (t) => {

@@ -11,7 +11,7 @@ import {
   StreamKind,
   StreamWriter,
   UsageError,
-  abortable,
+  cancellableInput,
   producerMetadata,
   WritableSink,
   close,
@@ -23,7 +23,6 @@ import {
   parseBlockSize,
   parseSeed,
   randomSeed,
-  standardInput,
   refuseTerminalOutput,
   runMain,
   type Device,
@@ -72,7 +71,7 @@ that differ, for bpatch.`,
       old = openSource(args.base)
       base = localBase(old, blockSize, seed)
     } else {
-      base = await streamBase(hash, abortable(standardInput('a digest stream from bsum'), signal))
+      base = await streamBase(hash, cancellableInput('a digest stream from bsum', signal))
     }
     await run(hash, source, base, args['digests-out'], args.progress, signal)
   } finally {

@@ -34,7 +34,8 @@ export interface BaseDigests {
 
 /** The old image's digests from a digest stream: bsum's output, read as it arrives. */
 export async function streamBase(hash: Hash64, input: ByteSource): Promise<BaseDigests> {
-  const reader = new DigestReader(await fromDigestStream(StreamReader.open(input, hash)))
+  // DigestReader copies the digests out of a record before it asks for the next: scratch memory will do.
+  const reader = new DigestReader(await fromDigestStream(StreamReader.open(input, hash, true)))
   const h = reader.header
   return {
     size: h.size,

@@ -48,8 +48,12 @@ export class ByteQueue {
     return Buffer.concat(parts)
   }
 
-  /** Removes and returns the first `n` bytes; the caller checks `length` first. */
-  shift(n: number): Buffer {
+  /**
+   * Removes and returns the first `n` bytes; the caller checks `length`
+   * first. Bytes in more than one piece are gathered into `into` when given
+   * (memory the caller reuses), else into new memory.
+   */
+  shift(n: number, into?: Buffer): Buffer {
     if (n > this.#length) throw new RangeError(`shift(${n}) with ${this.#length} bytes queued`)
     const first = this.#chunks[this.#first]
     if (first !== undefined && first.length - this.#head >= n) {
@@ -57,7 +61,7 @@ export class ByteQueue {
       this.#advance(first, n)
       return out
     }
-    const out = Buffer.allocUnsafe(n)
+    const out = into === undefined ? Buffer.allocUnsafe(n) : into.subarray(0, n)
     let filled = 0
     while (filled < n) {
       const chunk = this.#chunks[this.#first] as Buffer

@@ -27,13 +27,16 @@ export function randomSeed(): bigint {
 }
 
 const ONE = Buffer.alloc(DIGEST_SIZE)
+const RECORD_BYTES = DIGESTS_PER_RECORD * DIGEST_SIZE
 
 /** Collects chunk digests into SUMS records. */
 export class DigestWriter {
   readonly #writer: StreamWriter
   readonly #blockSize: number
   readonly #image: IncrementalHash
-  #digests = Buffer.alloc(DIGESTS_PER_RECORD * DIGEST_SIZE)
+  #digests: Buffer = Buffer.alloc(RECORD_BYTES)
+  /** The buffer of the record written last: reused once the sink has let go of it. */
+  #spare: Buffer | undefined
   #count = 0
   #offset = 0
   #length = 0
@@ -67,12 +70,17 @@ export class DigestWriter {
 
   async #flush(): Promise<void> {
     if (this.#count === 0) return
-    const payload = this.#digests.subarray(0, this.#count * DIGEST_SIZE)
+    const full = this.#digests
+    const payload = full.subarray(0, this.#count * DIGEST_SIZE)
     this.#image.update(payload)
     const offset = this.#offset
     const length = this.#length
     this.#offset += this.#length
-    this.#digests = Buffer.alloc(DIGESTS_PER_RECORD * DIGEST_SIZE)
+    // Not a new buffer per record: over a large image those would pile up
+    // faster than V8 collects them. The last record has had a stripe's
+    // hashing to leave the sink, so this seldom waits.
+    this.#digests = ((await this.#writer.settled()) ? this.#spare : undefined) ?? Buffer.allocUnsafe(RECORD_BYTES)
+    this.#spare = full
     this.#count = 0
     this.#length = 0
     await this.#writer.sums(offset, length, payload)

@@ -4,11 +4,13 @@ import type { StripeJob } from './stripe-digests.js'
 
 // One hashing thread of stripeDigests: it hashes its share of the stripes
 // and posts each, at most `ahead` stripes before the main thread takes them.
+// The digests go to `ahead` + 1 slots of shared memory in turn: the main
+// thread is done with a slot once it has taken the `ahead` stripes after it.
 
 const job = workerData as StripeJob
 const port = parentPort as NonNullable<typeof parentPort>
 const control = new Int32Array(job.control)
-const hash = stripeHasher(job)
+const hash = stripeHasher(job, job.results)
 
 /** Waits until the main thread has taken enough of this worker's stripes; false once told to stop. */
 function mayGoOn(produced: number): boolean {
@@ -24,12 +26,13 @@ function run(): void {
   let produced = 0
   for (let stripe = job.worker; stripe < job.stripes; stripe += job.workers) {
     if (!mayGoOn(produced)) return
-    const result = hash(stripe)
+    const slot = produced % (job.ahead + 1)
+    const result = hash(stripe, slot)
     if ('error' in result) {
       port.postMessage({ stripe, error: result.error })
       return
     }
-    port.postMessage({ stripe, digests: result.digests }, result.digests)
+    port.postMessage({ stripe, slot, counts: result.counts })
     produced++
   }
 }

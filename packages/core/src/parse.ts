@@ -19,6 +19,7 @@ import {
   type StreamHeader,
 } from './format.js'
 import type { Hash64, IncrementalHash } from './hash.js'
+import { HashMemory } from './hash-memory.js'
 
 export interface StreamRecord extends RecordHeader {
   type: 'DATA' | 'ZERO' | 'SUMS'
@@ -54,9 +55,17 @@ export class StreamParser {
   #dataBytes = 0
   #zeroBytes = 0
   #image: IncrementalHash | undefined
+  readonly #scratch: boolean
+  #gather: Buffer | undefined
 
-  constructor(hash: Hash64) {
+  /**
+   * `scratch`: a payload that arrived in pieces is gathered into memory the
+   * next record reuses, for a consumer that is done with each record before
+   * it asks for the next (see StreamReader.open).
+   */
+  constructor(hash: Hash64, scratch = false) {
     this.#hash = hash
+    this.#scratch = scratch
   }
 
   get header(): StreamHeader | undefined {
@@ -155,7 +164,10 @@ export class StreamParser {
         case 'payload': {
           const rec = this.#pending as RecordHeader
           if (this.#queue.length < rec.payloadLength) return null
-          const payload = this.#queue.shift(rec.payloadLength)
+          const payload = this.#queue.shift(
+            rec.payloadLength,
+            this.#scratch ? this.#room(rec.payloadLength) : undefined,
+          )
           return this.#finishRecord(rec, payload)
         }
         case 'done':
@@ -197,6 +209,12 @@ export class StreamParser {
 
   #partialBytes(): number {
     return this.#queue.length + (this.#state === 'payload' ? RECORD_HEADER_SIZE : 0)
+  }
+
+  /** Reused memory for `n` bytes, where the record checksum hashes them uncopied. */
+  #room(n: number): Buffer {
+    if (this.#gather === undefined || this.#gather.length < n) this.#gather = new HashMemory(n).view(0, n)
+    return this.#gather
   }
 
   #at(): StreamPosition {

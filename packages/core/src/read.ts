@@ -1,5 +1,6 @@
 import { fstatSync, readSync } from 'node:fs'
 import { isatty } from 'node:tty'
+import { abortable } from './cancel.js'
 import { refuseTerminalInput, standardInput } from './cli.js'
 import type { EndInfo, StreamHeader } from './format.js'
 import { loadHash, type Hash64 } from './hash.js'
@@ -31,7 +32,7 @@ export class StreamReader {
    * asks for the next (a listing, a check), never for one that keeps them.
    */
   static async open(source: ByteSource, hash?: Hash64, scratch = false): Promise<StreamReader> {
-    const parser = new StreamParser(hash ?? (await loadHash()))
+    const parser = new StreamParser(hash ?? (await loadHash()), scratch)
     const items = source instanceof FileSource ? parseFile(source, parser, scratch) : parse(source, parser)
     const first = await items.next()
     // parse() yields the header first or throws.
@@ -142,6 +143,16 @@ export function streamInput(what: string): ByteSource {
   const stat = fstatSync(0)
   if (stat.isFile()) return new FileSource(0)
   return stat.isFIFO() || stat.isSocket() ? new FileSource(0, () => standardInput(what)) : standardInput(what)
+}
+
+/**
+ * Standard input for a run that a signal may stop: a regular file as a
+ * FileSource (its reads never wait, so the caller's checks of `signal`
+ * between records stop it), anything else as `standardInput` gives it,
+ * stopped by `signal` even while it waits for input.
+ */
+export function cancellableInput(what: string, signal: AbortSignal): ByteSource {
+  return fstatSync(0).isFile() ? new FileSource(0) : abortable(standardInput(what), signal)
 }
 
 async function* parseFile(source: FileSource, parser: StreamParser, scratch: boolean): AsyncGenerator<StreamItem> {

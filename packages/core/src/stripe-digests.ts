@@ -3,7 +3,14 @@ import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import { BlockpipeError } from './errors.js'
 import type { Device } from './device.js'
-import { stripeHasher, type ErrorReport, type HashJob, type StripeResult } from './stripe-hasher.js'
+import {
+  slotBytes,
+  slotOffset,
+  stripeHasher,
+  type ErrorReport,
+  type HashJob,
+  type StripeResult,
+} from './stripe-hasher.js'
 
 // Chunk digests of one or more images at once, in stripes hashed in turn by
 // worker threads and by the main thread itself, each reading its own stripes
@@ -27,16 +34,22 @@ export interface StripeJob extends HashJob {
   workers: number
   ahead: number
   control: SharedArrayBuffer
+  /** The worker's `ahead` + 1 slots of digests. */
+  results: SharedArrayBuffer
 }
 
 export interface DigestBatch {
   /** Index of the first chunk of the batch. */
   first: number
-  /** Per image, its chunks' xxh64 digests as 8 little-endian bytes each; short or empty where the image ends. */
+  /**
+   * Per image, its chunks' xxh64 digests as 8 little-endian bytes each;
+   * short or empty where the image ends. Memory that later batches reuse:
+   * valid until the next batch is asked for.
+   */
   digests: Buffer[]
 }
 
-type Message = StripeResult & { stripe: number }
+type Message = StripeResult & { stripe: number; slot?: number }
 
 export interface StripeOptions {
   /** Threads hashing, the main thread included (default 2). */
@@ -71,8 +84,11 @@ export async function* stripeDigests(
   const exits: Promise<unknown>[] = []
   let wake: (() => void) | undefined
   let failure: Error | undefined
+  const memories: ArrayBufferLike[] = []
   for (let w = 0; w < main; w++) {
-    const workerData: StripeJob = { ...job, stripes, worker: w, workers: count, ahead: AHEAD, control }
+    const results = new SharedArrayBuffer((AHEAD + 1) * slotBytes(job))
+    memories.push(results)
+    const workerData: StripeJob = { ...job, stripes, worker: w, workers: count, ahead: AHEAD, control, results }
     const worker = new Worker(workerURL, { workerData })
     const queue: Message[] = []
     worker.on('message', (m: Message) => {
@@ -86,14 +102,17 @@ export async function* stripeDigests(
     queues.push(queue)
     exits.push(new Promise((resolve) => worker.once('exit', resolve)))
   }
-  let hash: ((stripe: number) => StripeResult) | undefined
+  let hash: ((stripe: number, slot: number) => StripeResult) | undefined
   try {
     for (let stripe = 0; stripe < stripes; stripe++) {
       const w = stripe % count
       let m: Message
       if (w === main) {
-        hash ??= stripeHasher(job)
-        m = { stripe, ...hash(stripe) }
+        if (hash === undefined) {
+          memories.push(new ArrayBuffer(slotBytes(job)))
+          hash = stripeHasher(job, memories[main] as ArrayBuffer)
+        }
+        m = { stripe, slot: 0, ...hash(stripe, 0) }
       } else {
         const queue = queues[w] as Message[]
         while (queue.length === 0 && failure === undefined) await new Promise<void>((resolve) => (wake = resolve))
@@ -103,7 +122,12 @@ export async function* stripeDigests(
         Atomics.notify(flags, 1 + w)
       }
       if ('error' in m) throw readError(images[m.error.file] as Device, m.error)
-      yield { first: stripe * stripeChunks, digests: m.digests.map((b) => Buffer.from(b)) }
+      const memory = memories[w] as ArrayBufferLike
+      const slot = m.slot as number
+      yield {
+        first: stripe * stripeChunks,
+        digests: m.counts.map((n, f) => Buffer.from(memory, slotOffset(job, slot, f), n * 8)),
+      }
     }
   } finally {
     Atomics.store(flags, 0, 1)

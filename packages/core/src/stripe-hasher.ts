@@ -20,8 +20,18 @@ export interface ErrorReport {
   message?: string
 }
 
-/** Per image, its chunk digests in the stripe, or what went wrong. */
-export type StripeResult = { digests: ArrayBuffer[] } | { error: ErrorReport }
+/** Per image, how many chunk digests of the stripe were written to its place, or what went wrong. */
+export type StripeResult = { counts: number[] } | { error: ErrorReport }
+
+/** Bytes of one stripe's digests of every file: a slot of the memory they are written to. */
+export function slotBytes(job: HashJob): number {
+  return job.files.length * job.stripeChunks * 8
+}
+
+/** Where in the memory the digests of file `file` go in slot `slot`. */
+export function slotOffset(job: HashJob, slot: number, file: number): number {
+  return slot * slotBytes(job) + file * job.stripeChunks * 8
+}
 
 interface XxhExports {
   mem: { buffer: ArrayBuffer; grow(pages: number): number }
@@ -34,8 +44,12 @@ declare const WebAssembly: {
   Instance: new (module: object) => { exports: unknown }
 }
 
-/** The hasher of stripes of `job`'s files, on the calling thread. */
-export function stripeHasher(job: HashJob): (stripe: number) => StripeResult {
+/**
+ * The hasher of stripes of `job`'s files, on the calling thread: it writes a
+ * stripe's digests to a slot of `results` (see slotOffset), which the caller
+ * reuses once they are taken.
+ */
+export function stripeHasher(job: HashJob, results: ArrayBufferLike): (stripe: number, slot: number) => StripeResult {
   const wasm = readFileSync(new URL('../workerd/xxhash.wasm', import.meta.resolve('xxhash-wasm')))
   const exports = new WebAssembly.Instance(new WebAssembly.Module(wasm)).exports as XxhExports
   const B = job.chunkSize
@@ -63,13 +77,14 @@ export function stripeHasher(job: HashJob): (stripe: number) => StripeResult {
     return -1
   }
 
-  return (stripe) => {
-    const digests: ArrayBuffer[] = []
+  return (stripe, slot) => {
+    const counts: number[] = []
     const start = stripe * job.stripeChunks * B
     for (let f = 0; f < job.files.length; f++) {
       const { fd, size } = job.files[f] as HashJob['files'][number]
       const end = Math.min(size, start + job.stripeChunks * B)
-      const out = new BigUint64Array(Math.max(0, Math.ceil((end - start) / B)))
+      const count = Math.max(0, Math.ceil((end - start) / B))
+      const out = new BigUint64Array(results, slotOffset(job, slot, f), count)
       let short: number
       try {
         short = hashRange(fd, start, end, out)
@@ -77,8 +92,8 @@ export function stripeHasher(job: HashJob): (stripe: number) => StripeResult {
         return { error: { file: f, message: (err as Error).message } }
       }
       if (short >= 0) return { error: { file: f, at: short } }
-      digests.push(out.buffer)
+      counts.push(count)
     }
-    return { digests }
+    return { counts }
   }
 }

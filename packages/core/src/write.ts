@@ -184,9 +184,14 @@ export class StreamWriter {
     await this.#record('DATA', offset, record.length - RECORD_HEADER_SIZE, record, undefined, true)
   }
 
-  /** Resolves once the sink holds none of the buffers written; a sink that cannot tell gets copies. */
-  async settled(): Promise<void> {
-    await this.#sink.settled?.()
+  /**
+   * Resolves true once the sink holds none of the buffers written, false at
+   * once for a sink that cannot tell (dataInPlace gives it copies).
+   */
+  async settled(): Promise<boolean> {
+    if (this.#sink.settled === undefined) return false
+    await this.#sink.settled()
+    return true
   }
 
   async zero(offset: number, length: number, base?: { length: number; digest: bigint }): Promise<void> {
