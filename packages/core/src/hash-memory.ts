@@ -80,3 +80,11 @@ export class HashMemory {
     return BigInt.asUintN(64, x.digest64(0))
   }
 }
+
+/**
+ * Scratch memory for at least `n` bytes where the record checksum hashes
+ * them uncopied: `current` if it is large enough, else a new HashMemory.
+ */
+export function hashScratch(current: Buffer | undefined, n: number): Buffer {
+  return current !== undefined && current.length >= n ? current : new HashMemory(n).view(0, n)
+}

@@ -19,7 +19,7 @@ import {
   type StreamHeader,
 } from './format.js'
 import type { Hash64, IncrementalHash } from './hash.js'
-import { HashMemory } from './hash-memory.js'
+import { hashScratch } from './hash-memory.js'
 
 export interface StreamRecord extends RecordHeader {
   type: 'DATA' | 'ZERO' | 'SUMS'
@@ -56,6 +56,7 @@ export class StreamParser {
   #zeroBytes = 0
   #image: IncrementalHash | undefined
   readonly #scratch: boolean
+  /** With `scratch`: where payloads in pieces are gathered. */
   #gather: Buffer | undefined
 
   /**
@@ -164,10 +165,8 @@ export class StreamParser {
         case 'payload': {
           const rec = this.#pending as RecordHeader
           if (this.#queue.length < rec.payloadLength) return null
-          const payload = this.#queue.shift(
-            rec.payloadLength,
-            this.#scratch ? this.#room(rec.payloadLength) : undefined,
-          )
+          if (this.#scratch) this.#gather = hashScratch(this.#gather, rec.payloadLength)
+          const payload = this.#queue.shift(rec.payloadLength, this.#gather)
           return this.#finishRecord(rec, payload)
         }
         case 'done':
@@ -209,12 +208,6 @@ export class StreamParser {
 
   #partialBytes(): number {
     return this.#queue.length + (this.#state === 'payload' ? RECORD_HEADER_SIZE : 0)
-  }
-
-  /** Reused memory for `n` bytes, where the record checksum hashes them uncopied. */
-  #room(n: number): Buffer {
-    if (this.#gather === undefined || this.#gather.length < n) this.#gather = new HashMemory(n).view(0, n)
-    return this.#gather
   }
 
   #at(): StreamPosition {

@@ -4,7 +4,7 @@ import { abortable } from './cancel.js'
 import { refuseTerminalInput, standardInput } from './cli.js'
 import type { EndInfo, StreamHeader } from './format.js'
 import { loadHash, type Hash64 } from './hash.js'
-import { HashMemory } from './hash-memory.js'
+import { hashScratch } from './hash-memory.js'
 import { StreamParser, type StreamItem, type StreamRecord } from './parse.js'
 
 /** Where stream bytes come from: stdin, a socket, a file read in pieces. */
@@ -88,7 +88,7 @@ export class FileSource implements Iterable<Uint8Array> {
       this.#head = head.subarray(Math.min(n, head.length))
       return head.length >= n ? head.subarray(0, n) : Buffer.concat([head, this.read(n - head.length)])
     }
-    if (scratch && this.#scratch.length < n) this.#scratch = new HashMemory(n).view(0, n)
+    if (scratch) this.#scratch = hashScratch(this.#scratch, n)
     const buf = scratch ? this.#scratch.subarray(0, n) : Buffer.allocUnsafe(n)
     let got = 0
     while (got < n && !this.#blocked) {

@@ -109,8 +109,9 @@ export async function* stripeDigests(
       let m: Message
       if (w === main) {
         if (hash === undefined) {
-          memories.push(new ArrayBuffer(slotBytes(job)))
-          hash = stripeHasher(job, memories[main] as ArrayBuffer)
+          const own = new ArrayBuffer(slotBytes(job))
+          memories.push(own)
+          hash = stripeHasher(job, own)
         }
         m = { stripe, slot: 0, ...hash(stripe, 0) }
       } else {
